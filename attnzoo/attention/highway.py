@@ -1,0 +1,56 @@
+"""Highway gating.
+
+Srivastava, Greff and Schmidhuber, "Training Very Deep Networks",
+NeurIPS 2015. https://arxiv.org/abs/1507.06228
+
+y = T(x) * H(x) + (1 - T(x)) * x, with the transform gate
+T(x) = sigmoid(W_T x + b_T) computed per channel and position by a 1x1 conv.
+The gate bias starts negative (default -2, the paper uses -1 to -3) so the
+layer starts close to carrying its input through.
+"""
+from __future__ import annotations
+
+import torch
+from timm.layers import ConvNormAct
+from torch import Tensor, nn
+
+from .base import AttentionModule, check_positive_int
+from .registry import register_attention
+
+__all__ = ["Highway"]
+
+
+@register_attention(
+    "highway",
+    family="branch",
+    title="Training Very Deep Networks (Highway Networks)",
+    year=2015,
+    paper_url="https://arxiv.org/abs/1507.06228",
+    placement="gate",
+)
+class Highway(AttentionModule, nn.Module):
+    """Gate between ``transform(x)`` and ``x``; ``attention_map`` is T(x), (B, C, H, W).
+
+    ``transform`` must map (B, C, H, W) to the same shape; it defaults to a
+    3x3 conv -> BN -> ReLU.
+    """
+
+    def __init__(self, channels: int, transform: nn.Module | None = None, gate_bias: float = -2.0) -> None:
+        super().__init__()
+        self.channels = check_positive_int("highway", "channels", channels)
+        if transform is not None and not isinstance(transform, nn.Module):
+            raise ValueError(f"attention 'highway': transform must be an nn.Module, got {type(transform).__name__}")
+        self.transform = transform if transform is not None else ConvNormAct(channels, channels, 3)
+        self.gate = nn.Conv2d(channels, channels, 1, bias=True)
+        nn.init.constant_(self.gate.bias, gate_bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x, self.channels)
+        h = self.transform(x)
+        if h.shape != x.shape:
+            raise ValueError(
+                f"attention 'highway': transform must keep the input shape {tuple(x.shape)}, got {tuple(h.shape)}"
+            )
+        t = torch.sigmoid(self.gate(x))
+        self._record(t)
+        return t * h + (1 - t) * x
