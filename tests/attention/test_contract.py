@@ -1,0 +1,135 @@
+"""The contract every registered mechanism keeps (shared/DESIGN.md, "Attention registry")."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import attnzoo
+
+from .helpers import CHANNELS, example_input, expected_shape, randomize_zero_params
+
+NAMES = attnzoo.list_attentions()
+SHAPED = [n for n in NAMES if attnzoo.attention_info(n).placement in ("block", "stage", "gate")]
+CONVS = [n for n in NAMES if attnzoo.attention_info(n).placement == "conv"]
+
+
+def build(name: str) -> nn.Module:
+    return attnzoo.create_attention(name, CHANNELS)
+
+
+@pytest.mark.parametrize("name", SHAPED)
+@pytest.mark.parametrize("size", [(7, 9), (1, 1), (8, 8)])
+def test_keeps_shape_at_any_size(name, size):
+    m = build(name)
+    x = example_input(name, batch=2, size=size)
+    assert m(x).shape == x.shape
+    m.eval()
+    x1 = example_input(name, batch=1, size=size)
+    assert m(x1).shape == x1.shape
+
+
+@pytest.mark.parametrize("name", CONVS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_matches_the_conv_it_replaces(name, stride):
+    m = attnzoo.create_attention(name, CHANNELS, out_channels=24, kernel_size=3, stride=stride)
+    ref = nn.Conv2d(CHANNELS, 24, 3, stride=stride, padding=1)
+    for size in [(7, 9), (8, 8), (1, 1)]:
+        x = torch.randn(2, CHANNELS, *size)
+        assert m(x).shape == ref(x).shape
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if attnzoo.attention_info(n).placement == "pool"])
+def test_pool_reduces_the_set(name):
+    m = build(name)
+    x = example_input(name, batch=3)
+    assert m(x).shape == expected_shape(name, m, x)
+    m.eval()
+    x1 = example_input(name, batch=1)
+    assert m(x1).shape == expected_shape(name, m, x1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradients_reach_every_parameter_and_the_input(name):
+    m = randomize_zero_params(build(name))
+    x = example_input(name, batch=2).requires_grad_()
+    y = m(x)
+    (y * torch.randn_like(y)).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0 and torch.isfinite(x.grad).all()
+    for pname, p in m.named_parameters():
+        assert p.grad is not None, f"{name}.{pname} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name}.{pname} has a non-finite gradient"
+        assert p.grad.abs().sum() > 0, f"{name}.{pname} got a zero gradient"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_eval_is_deterministic(name):
+    m = randomize_zero_params(build(name))
+    m.train()
+    m(example_input(name, batch=2))  # move running statistics away from their initial values
+    m.eval()
+    x = example_input(name, batch=2)
+    torch.testing.assert_close(m(x), m(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bf16_autocast_is_close_to_fp32(name):
+    m = randomize_zero_params(build(name)).eval()
+    x = example_input(name, batch=2)
+    ref = m(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = m(x)
+    assert torch.isfinite(y).all()
+    err = (y.float() - ref).norm() / ref.norm().clamp_min(1e-6)
+    assert err < 0.05, f"{name}: bf16 relative error {err:.3f}"
+
+    m.train()
+    xg = example_input(name, batch=2).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(xg)
+    out.float().sum().backward()
+    assert torch.isfinite(xg.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_attention_map_is_kept_only_while_recording(name):
+    m = build(name)
+    x = example_input(name, batch=2)
+    m(x)
+    assert m.attention_map is None
+    with attnzoo.viz.record():
+        m(x)
+    amap = m.attention_map
+    assert isinstance(amap, torch.Tensor) and amap.shape[0] == 2 and torch.isfinite(amap).all()
+    assert not amap.requires_grad
+    m(x)
+    assert m.attention_map is None
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compiles_without_graph_breaks(name):
+    torch._dynamo.reset()
+    m = randomize_zero_params(build(name)).eval()
+    x = example_input(name, batch=2)
+    compiled = torch.compile(m, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(x), m(x))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_wrong_rank_and_channels_raise(name):
+    m = build(name)
+    x = example_input(name, batch=2)
+    with pytest.raises(ValueError, match=repr(name)):
+        m(x[0])
+    wrong = example_input(name, batch=2, channels=CHANNELS + 4)
+    with pytest.raises(ValueError, match=repr(name)):
+        m(wrong)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_invalid_arguments_raise(name):
+    with pytest.raises(ValueError, match=repr(name)):
+        attnzoo.create_attention(name, CHANNELS, no_such_argument=1)
+    with pytest.raises(ValueError, match=repr(name)):
+        attnzoo.create_attention(name, 0)
