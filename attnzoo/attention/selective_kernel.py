@@ -60,7 +60,9 @@ class SelectiveKernel(AttentionModule, _TimmSelectiveKernel):
         if split_input and in_channels % num_paths:
             raise ValueError(f"attention 'sk': in_channels={in_channels} must divide into num_paths={num_paths}")
         path_in = in_channels // num_paths if split_input else in_channels
-        out_channels = check_conv_args(name, path_in, out_channels or in_channels, kernel_size, stride, groups)
+        out_channels = check_conv_args(
+            name, path_in, in_channels if out_channels is None else out_channels, kernel_size, stride, groups
+        )
         check_fraction(name, "rd_ratio", rd_ratio)
         if rd_channels is None:
             rd_channels = max(int(out_channels * rd_ratio), check_positive_int(name, "min_rd_channels", min_rd_channels))

@@ -59,7 +59,8 @@ class SelfAttention2d(AttentionModule, nn.Module):
             pos = build_sincos2d_pos_embed((h, w), dim=c, device=x.device, dtype=x.dtype).t().reshape(1, c, h, w)
             q_pos, k_pos = F.conv2d(pos, self.qkv.weight[: 2 * c].to(q.dtype)).chunk(2, dim=1)
             q, k = q + q_pos, k + k_pos
-        heads = lambda t: t.reshape(b, self.num_heads, c // self.num_heads, h * w).transpose(-1, -2)  # noqa: E731
+        # (B, heads, HW, d) with unit stride on d: the fused CPU/CUDA kernels require it.
+        heads = lambda t: t.reshape(b, self.num_heads, c // self.num_heads, h * w).transpose(-1, -2).contiguous()  # noqa: E731
         q, k, v = heads(q), heads(k), heads(v)
         out = F.scaled_dot_product_attention(q, k, v)
         self._record(self.attention_weights(q, k) if is_recording() else None)

@@ -1,0 +1,146 @@
+"""Dynamic convolution: softmax kernel attention with temperature, the aggregated kernel, argument checks."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import attnzoo
+import attnzoo.attention.dynamic_conv  # noqa: F401
+from attnzoo.viz import record
+
+
+def hand_attention(m, x, temperature):
+    pooled = x.sum((2, 3)) / (x.shape[2] * x.shape[3])
+    hidden = torch.relu(pooled @ m.fc1.weight.flatten(1).T)
+    logits = (hidden @ m.fc2.weight.flatten(1).T + m.fc2.bias) / temperature
+    e = torch.exp(logits - logits.amax(1, keepdim=True))
+    return e / e.sum(1, keepdim=True)
+
+
+def randomise(m):
+    with torch.no_grad():
+        m.fc1.weight.normal_(0, 1)
+        m.fc2.weight.normal_(0, 1)
+        m.fc2.bias.normal_(0, 1)
+        if m.bias is not None:
+            m.bias.normal_()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "size"),
+    [
+        ({}, (6, 5)),
+        ({"temperature": 1.0, "bias": True, "stride": 2, "groups": 2, "out_channels": 6}, (7, 8)),
+        ({"temperature": 2.0, "num_kernels": 3, "kernel_size": 5, "dilation": 2}, (9, 7)),
+        ({"temperature": 0.5, "kernel_size": 1, "out_channels": 3}, (3, 3)),
+    ],
+)
+def test_output_is_per_example_conv_with_aggregated_kernel(kwargs, size):
+    torch.manual_seed(0)
+    m = attnzoo.create_attention("dyconv", 4, **kwargs)
+    randomise(m)
+    x = torch.randn(2, 4, *size)
+    attn = hand_attention(m, x, kwargs.get("temperature", 30.0))
+    k = m.weight.shape[-1]
+    dil = kwargs.get("dilation", 1)
+    with record():
+        out = m(x)
+    torch.testing.assert_close(m.attention_map, attn, rtol=1e-5, atol=1e-6)
+    for i in range(2):
+        kernel = sum(attn[i, j] * m.weight[j] for j in range(m.num_kernels))
+        bias = None if m.bias is None else sum(attn[i, j] * m.bias[j] for j in range(m.num_kernels))
+        expected = F.conv2d(
+            x[i : i + 1],
+            kernel,
+            bias,
+            stride=kwargs.get("stride", 1),
+            padding=dil * (k - 1) // 2,
+            dilation=dil,
+            groups=kwargs.get("groups", 1),
+        )
+        torch.testing.assert_close(out[i : i + 1], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_sums_to_one_per_example():
+    torch.manual_seed(0)
+    m = attnzoo.create_attention("dyconv", 8, temperature=1.0)
+    randomise(m)
+    x = torch.randn(3, 8, 5, 5)
+    with record():
+        m(x)
+    a = m.attention_map
+    assert a.shape == (3, 4)
+    assert (a > 0).all()
+    torch.testing.assert_close(a.sum(1), torch.ones(3))
+    assert (a.amax(1) - a.amin(1) > 0.05).all()  # at temperature 1 the kernels are told apart
+
+
+def test_huge_temperature_gives_near_uniform_attention():
+    torch.manual_seed(0)
+    m = attnzoo.create_attention("dyconv", 8, temperature=1e6)
+    randomise(m)
+    with record():
+        m(torch.randn(3, 8, 5, 5))
+    torch.testing.assert_close(m.attention_map, torch.full((3, 4), 0.25), rtol=0, atol=1e-4)
+
+
+def test_temperature_sharpens_attention():
+    torch.manual_seed(0)
+    m = attnzoo.create_attention("dyconv", 8)
+    randomise(m)
+    x = torch.randn(2, 8, 4, 4)
+    spread = []
+    for t in (30.0, 1.0):
+        m.set_temperature(t)
+        with record():
+            m(x)
+        spread.append((m.attention_map.amax(1) - m.attention_map.amin(1)).mean())
+    assert spread[1] > spread[0]
+
+
+def test_temperature_is_a_saved_buffer():
+    m = attnzoo.create_attention("dyconv", 4)
+    assert "temperature" in m.state_dict()
+    assert "temperature" not in dict(m.named_parameters())
+    assert m.temperature.item() == 30.0
+    m.set_temperature(3.0)
+    assert m.state_dict()["temperature"].item() == 3.0
+    fresh = attnzoo.create_attention("dyconv", 4)
+    fresh.load_state_dict(m.state_dict())
+    assert fresh.temperature.item() == 3.0
+
+
+@pytest.mark.parametrize("t", [0, 0.0, -1.0])
+def test_set_temperature_rejects_non_positive(t):
+    m = attnzoo.create_attention("dyconv", 4)
+    with pytest.raises(ValueError, match="'dyconv'"):
+        m.set_temperature(t)
+    assert m.temperature.item() == 30.0
+
+
+def test_defaults_follow_the_paper():
+    m = attnzoo.create_attention("dyconv", 16)
+    assert m.weight.shape == (4, 16, 16, 3, 3)  # K = 4
+    assert m.fc1.out_channels == 16 // 4 + 1
+    assert m.bias is None
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"temperature": 0},
+        {"temperature": -5.0},
+        {"num_kernels": 0},
+        {"rd_ratio": 0},
+        {"rd_ratio": 1.5},
+        {"kernel_size": 2},
+        {"stride": 0},
+        {"groups": 3},
+        {"dilation": 0},
+        {"out_channels": 0},
+        {"channels": 0},
+    ],
+)
+def test_bad_arguments_raise(kwargs):
+    channels = kwargs.pop("channels", 8)
+    with pytest.raises(ValueError, match="'dyconv'"):
+        attnzoo.create_attention("dyconv", channels, **kwargs)

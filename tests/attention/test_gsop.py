@@ -1,0 +1,100 @@
+"""GSoP: the covariance helper, the whole pipeline written out by hand, argument checks."""
+import pytest
+import torch
+
+import attnzoo
+import attnzoo.attention.gsop  # noqa: F401
+from attnzoo.attention.gsop import covariance
+from attnzoo.viz import record
+
+
+def randomise(m: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.3)
+        for bn in (mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
+            bn.running_mean.normal_(0, 0.3)
+            bn.running_var.uniform_(0.5, 2.0)
+
+
+def bn_eval(t, bn):
+    """Eval-mode BatchNorm over dim 1 of ``t``."""
+    shape = (1, -1) + (1,) * (t.dim() - 2)
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return (t - bn.running_mean.view(shape)) * scale.view(shape) + bn.bias.view(shape)
+
+
+def test_covariance_equals_biased_torch_cov_per_sample():
+    torch.manual_seed(0)
+    z = torch.randn(3, 5, 4, 7) * 2 + 1
+    cov = covariance(z)
+    assert cov.shape == (3, 5, 5) and cov.dtype == torch.float32
+    for i in range(3):
+        torch.testing.assert_close(cov[i], torch.cov(z[i].flatten(1), correction=0), rtol=1e-5, atol=1e-5)
+    # Explicit sum over positions, centred, divided by HW.
+    zc = z.flatten(2) - z.flatten(2).mean(-1, keepdim=True)
+    hand = torch.einsum("bin,bjn->bij", zc, zc) / 28
+    torch.testing.assert_close(cov, hand, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cov, cov.transpose(1, 2))
+
+
+def test_covariance_is_float32_under_autocast():
+    z = torch.randn(2, 4, 3, 3).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cov = covariance(z)
+    assert cov.dtype == torch.float32
+    torch.testing.assert_close(cov, covariance(z.float()))
+
+
+def test_output_matches_hand_written_pipeline():
+    torch.manual_seed(0)
+    c, d, f = 12, 6, 4
+    m = attnzoo.create_attention("gsop", c, rd_channels=d, row_features=f)
+    randomise(m)
+    m.eval()
+    x = torch.randn(2, c, 5, 4)
+
+    # ReLU -> 1x1 conv to d -> BN -> ReLU.
+    z = torch.einsum("dc,bchw->bdhw", m.reduce.weight.flatten(1), x.clamp_min(0)) + m.reduce.bias[:, None, None]
+    z = bn_eval(z, m.bn).clamp_min(0)
+    # Centred covariance / HW, (B, d, d).
+    zf = z.flatten(2)
+    zf = zf - zf.mean(-1, keepdim=True)
+    cov = zf @ zf.transpose(1, 2) / zf.shape[-1]
+    # BN over rows: row i is a channel.
+    cov = bn_eval(cov, m.row_bn)
+    # Row-wise conv: row i -> f features, each a dot product with the whole row.
+    rw = m.row_conv.weight.view(d, f, d)  # (row, feature, column)
+    rows = torch.einsum("ifk,bik->bif", rw, cov).reshape(2, d * f) + m.row_conv.bias
+    gate = torch.sigmoid(rows @ m.fc.weight.flatten(1).T + m.fc.bias)  # (B, C)
+
+    with record():
+        out = m(x)
+    torch.testing.assert_close(out, x * gate[:, :, None, None], rtol=1e-4, atol=1e-5)
+    assert m.attention_map.shape == (2, c, 1, 1)
+    torch.testing.assert_close(m.attention_map, gate[:, :, None, None], rtol=1e-4, atol=1e-5)
+
+
+def test_defaults_follow_the_paper():
+    m = attnzoo.create_attention("gsop", 32)
+    assert m.reduce.out_channels == 128
+    assert m.row_conv.out_channels == 4 * 128
+    assert m.row_conv.kernel_size == (128, 1) and m.row_conv.groups == 128
+    assert m.fc.out_channels == 32
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"channels": 0},
+        {"channels": 3.0},
+        {"rd_channels": 0},
+        {"rd_channels": -1},
+        {"row_features": 0},
+        {"row_features": 1.5},
+    ],
+)
+def test_bad_arguments_raise(kwargs):
+    channels = kwargs.pop("channels", 16)
+    with pytest.raises(ValueError, match="'gsop'"):
+        attnzoo.create_attention("gsop", channels, **kwargs)

@@ -1,0 +1,84 @@
+"""Highway: y = T h + (1 - T) x, carry and transform limits, the negative gate bias, argument checks."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import attnzoo
+import attnzoo.attention.highway  # noqa: F401
+from attnzoo.viz import record
+
+
+def test_output_matches_hand_written_formula():
+    torch.manual_seed(0)
+    c = 6
+    transform = nn.Conv2d(c, c, 3, padding=1)
+    m = attnzoo.create_attention("highway", c, transform=transform, gate_bias=-1.0)
+    with torch.no_grad():
+        m.gate.weight.normal_(0, 0.5)
+    x = torch.randn(2, c, 5, 4)
+    h = F.conv2d(x, transform.weight, transform.bias, padding=1)
+    t = torch.sigmoid(torch.einsum("oc,bchw->bohw", m.gate.weight.flatten(1), x) + m.gate.bias[:, None, None])
+    with record():
+        out = m(x)
+    torch.testing.assert_close(out, t * h + (1 - t) * x, rtol=1e-5, atol=1e-6)
+    assert m.attention_map.shape == (2, c, 5, 4)
+    torch.testing.assert_close(m.attention_map, t, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bias", [-1e4, float("-inf")])
+def test_closed_gate_carries_the_input_exactly(bias):
+    torch.manual_seed(0)
+    m = attnzoo.create_attention("highway", 8).eval()
+    with torch.no_grad():
+        m.gate.bias.fill_(bias)
+    x = torch.randn(2, 8, 5, 3)
+    assert torch.equal(m(x), x)
+
+
+def test_open_gate_returns_the_transform():
+    torch.manual_seed(0)
+    m = attnzoo.create_attention("highway", 8).eval()
+    with torch.no_grad():
+        m.gate.bias.fill_(1e4)
+        m.transform.bn.running_mean.normal_()
+        m.transform.bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 8, 5, 3)
+    out = m(x)
+    torch.testing.assert_close(out, m.transform(x), rtol=0, atol=0)
+    assert not torch.allclose(out, x)
+
+
+def test_default_gate_bias_is_negative_so_the_layer_starts_as_carry():
+    torch.manual_seed(0)
+    m = attnzoo.create_attention("highway", 8)
+    assert (m.gate.bias < 0).all()
+    assert -3 <= m.gate.bias.max().item() <= -1
+    with record():
+        m(torch.zeros(2, 8, 4, 4))
+    assert (m.attention_map < 0.5).all()  # T(0) = sigmoid(bias)
+    assert torch.equal(attnzoo.create_attention("highway", 4, gate_bias=-3.0).gate.bias, torch.full((4,), -3.0))
+
+
+def test_default_transform_is_shape_preserving_conv_bn_relu():
+    m = attnzoo.create_attention("highway", 8)
+    assert m.transform.conv.kernel_size == (3, 3)
+    x = torch.randn(1, 8, 5, 7)
+    assert m.transform.eval()(x).shape == x.shape
+    assert (m.transform(x) >= 0).all()
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [nn.Conv2d(4, 4, 3, stride=2, padding=1), nn.Conv2d(4, 8, 1), nn.Conv2d(4, 4, 3)],
+)
+def test_shape_changing_transform_raises(transform):
+    m = attnzoo.create_attention("highway", 4, transform=transform)
+    with pytest.raises(ValueError, match="'highway'"):
+        m(torch.randn(1, 4, 6, 6))
+
+
+@pytest.mark.parametrize(("channels", "kwargs"), [(0, {}), (-1, {}), (2.0, {}), (4, {"transform": lambda x: x})])
+def test_bad_arguments_raise(channels, kwargs):
+    with pytest.raises(ValueError, match="'highway'"):
+        attnzoo.create_attention("highway", channels, **kwargs)
