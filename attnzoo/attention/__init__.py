@@ -3,18 +3,29 @@
 Importing this package registers every built-in mechanism.
 """
 from . import (  # noqa: F401  (imported for registration)
-    cbam,
+    asymmetric_non_local,
     canet,
+    cbam,
     cond_conv,
+    criss_cross,
+    disentangled_non_local,
     dynamic_conv,
     eca,
+    expectation_maximization,
+    gather_excite,
+    global_context,
+    global_reasoning,
     gsop,
+    hamburger,
     hard_attention,
     highway,
+    non_local,
+    point_wise_spatial,
     se,
     selective_kernel,
     self_attention,
     soft_attention,
+    spatial_temporal,
     srm,
 )
 from .registry import (

@@ -17,6 +17,7 @@ __all__ = [
     "check_input",
     "check_positive_int",
     "softmax_fp32",
+    "tokens",
 ]
 
 
@@ -97,3 +98,13 @@ def check_choice(name: str, arg: str, value: object, choices: Sequence[object]) 
 def softmax_fp32(x: Tensor, dim: int) -> Tensor:
     """Softmax computed in float32 (stable under fp16/bf16 autocast), cast back to ``x.dtype``."""
     return torch.softmax(x.float(), dim=dim).to(x.dtype)
+
+
+def tokens(x: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, HW, C), contiguous.
+
+    ``scaled_dot_product_attention`` uses its fused kernels only when the
+    feature dimension has unit stride; a transposed view silently falls back
+    to the slow kernel that materialises the whole attention matrix.
+    """
+    return x.flatten(2).transpose(1, 2).contiguous()

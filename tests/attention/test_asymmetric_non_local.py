@@ -1,0 +1,122 @@
+"""APNB: pyramid-pooled anchors, the block written out by hand, identity at init, arguments."""
+import math
+
+import pytest
+import torch
+
+import attnzoo
+import attnzoo.attention.asymmetric_non_local  # noqa: F401
+from attnzoo.attention.asymmetric_non_local import pyramid_pool
+from attnzoo.viz import record
+
+
+def randomise(m: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.3)
+        for bn in (mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
+            bn.running_mean.normal_(0, 0.3)
+            bn.running_var.uniform_(0.5, 2.0)
+
+
+def bn_eval(t, bn):
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return (t - bn.running_mean[:, None, None]) * scale[:, None, None] + bn.bias[:, None, None]
+
+
+def conv1x1(layer, t):
+    out = torch.einsum("oc,bchw->bohw", layer.weight.flatten(1), t)
+    return out if layer.bias is None else out + layer.bias[:, None, None]
+
+
+def hand_pyramid_pool(t, sizes):
+    """Adaptive average pooling by its bin rule: bin i of s spans [floor(i n / s), ceil((i + 1) n / s))."""
+    b, c, h, w = t.shape
+    anchors = []
+    for s in sizes:
+        for i in range(s):
+            for j in range(s):
+                r0, r1 = (i * h) // s, math.ceil((i + 1) * h / s)
+                c0, c1 = (j * w) // s, math.ceil((j + 1) * w / s)
+                anchors.append(t[:, :, r0:r1, c0:c1].mean((2, 3)))
+    return torch.stack(anchors, dim=-1)  # (B, C, S)
+
+
+def test_pyramid_pooling_gives_110_anchors():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 7, 9)
+    pooled = pyramid_pool(x, (1, 3, 6, 8))
+    assert pooled.shape == (2, 5, 110)
+    torch.testing.assert_close(pooled, hand_pyramid_pool(x, (1, 3, 6, 8)))
+    torch.testing.assert_close(pooled[..., 0], x.mean((2, 3)))
+    m = attnzoo.create_attention("ann", 8)
+    assert m.num_anchors == 110
+    with record():
+        m(torch.randn(2, 8, 7, 9))
+    assert m.attention_map.shape == (2, 63, 110)
+    torch.testing.assert_close(m.attention_map.sum(-1), torch.ones(2, 63))
+
+
+@pytest.mark.parametrize("size", [(7, 9), (8, 8), (2, 3)])
+def test_output_matches_matmul_softmax_matmul_over_pooled_keys(size):
+    torch.manual_seed(0)
+    c, dk, dv = 8, 6, 5
+    m = attnzoo.create_attention("ann", c, key_channels=dk, value_channels=dv)
+    randomise(m)
+    m.eval()
+    x = torch.randn(2, c, *size)
+    sizes = (1, 3, 6, 8)
+
+    conv, bn = m.query_key[0], m.query_key[1]
+    qk = bn_eval(conv1x1(conv, x), bn).clamp_min(0)  # shared by queries and keys
+    q = qk.flatten(2).transpose(1, 2)  # (B, HW, dk)
+    k = hand_pyramid_pool(qk, sizes)  # (B, dk, S), pooled after BN + ReLU
+    v = hand_pyramid_pool(conv1x1(m.value, x), sizes)  # (B, dv, S), conv then pool as the authors do
+    attn = torch.softmax(q @ k / math.sqrt(dk), dim=-1)  # (B, HW, S)
+    context = (attn @ v.transpose(1, 2)).transpose(1, 2).reshape(2, dv, *size)
+    expected = x + bn_eval(conv1x1(m.proj, context), m.norm)
+
+    with record():
+        out = m(x)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(m.attention_map, attn, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(7, 9), (1, 1), (10, 3)])
+def test_identity_at_init(size):
+    m = attnzoo.create_attention("ann", 16)
+    x = torch.randn(2, 16, *size)
+    assert torch.equal(m(x), x)
+    m.eval()
+    assert torch.equal(m(x[:1]), x[:1])
+
+
+def test_defaults_and_custom_pyramid():
+    m = attnzoo.create_attention("ann", 32)
+    assert m.pool_sizes == (1, 3, 6, 8)
+    assert m.query_key[0].out_channels == 16 and m.value.out_channels == 16
+    assert m.proj.out_channels == 32
+    m = attnzoo.create_attention("ann", 8, pool_sizes=[2, 4])
+    assert m.num_anchors == 20
+    with record():
+        m(torch.randn(1, 8, 5, 5))
+    assert m.attention_map.shape == (1, 25, 20)
+    assert attnzoo.create_attention("ann", 1).query_key[0].out_channels == 1
+
+
+@pytest.mark.parametrize(
+    "channels, kwargs",
+    [
+        (0, {}),
+        (8, {"key_channels": 0}),
+        (8, {"value_channels": -2}),
+        (8, {"pool_sizes": ()}),
+        (8, {"pool_sizes": (1, 0)}),
+        (8, {"pool_sizes": (1, 2.5)}),
+        (8, {"pool_sizes": 3}),
+        (8, {"pool_sizes": "136"}),
+    ],
+)
+def test_bad_arguments_raise(channels, kwargs):
+    with pytest.raises(ValueError, match="'ann'"):
+        attnzoo.create_attention("ann", channels, **kwargs)
