@@ -1,8 +1,9 @@
-"""attnzoo: attention mechanisms for vision networks."""
+"""attnzoo: attention mechanisms for vision networks, and backbones built with them."""
 from importlib.metadata import PackageNotFoundError, version
 
 from . import viz
 from .attention import AttentionInfo, attention_info, create_attention, list_attentions, register_attention
+from .backbones import BackboneSpec, create_model, list_models
 
 try:
     __version__ = version("attnzoo")
@@ -11,9 +12,12 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "AttentionInfo",
+    "BackboneSpec",
     "attention_info",
     "create_attention",
+    "create_model",
     "list_attentions",
+    "list_models",
     "register_attention",
     "viz",
 ]

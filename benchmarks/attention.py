@@ -18,20 +18,14 @@ what was alive before).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
-import tempfile
-import warnings
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.profiler import ProfilerActivity, profile
 from torch.utils.benchmark import Timer
 
 import attnzoo
+from measure import machine, peak_mib
 
 REFERENCE = "naive-nl"
 
@@ -59,26 +53,8 @@ def build(name: str, channels: int) -> nn.Module:
 
 
 def seconds(fn, min_run_time: float) -> float:
-    return Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median
-
-
-def peak_mib(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
-        fn()
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # the CPU timeline has no replacement yet
-        path = Path(tmp) / "memory.json"
-        prof.export_memory_timeline(str(path), device="cpu")
-        _, sizes = json.loads(path.read_text())
-    totals = [sum(s) for s in sizes]
-    return (max(totals) - totals[0]) / 2**20 if totals else 0.0
+    timer = Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
 def measure(name: str, channels: int, batch: int, size: int, device: torch.device, min_run_time: float) -> dict:
@@ -138,7 +114,7 @@ def main() -> None:
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     for dev in devices:
         device = torch.device(dev)
-        what = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+        what = machine(device)
         print(f"\n## {dev}: {what}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
               f"C = {args.channels}, batch {args.batch}\n")
         results = {}

@@ -2,6 +2,8 @@
 import importlib.util
 from pathlib import Path
 
+import attnzoo
+
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
@@ -18,3 +20,18 @@ def test_attention_table_is_current():
     assert gen.updated(text) == text, "docs/attention.md is stale: run python docs/attention_table.py"
     for line in gen.render().splitlines()[2:]:
         assert line in text
+
+
+def test_backbones_table_lists_every_model():
+    # The whole table takes minutes to render: check its names, and re-render a few cells.
+    gen = load("backbones_table")
+    text = gen.DOC.read_text()
+    lines = gen.table(text).splitlines()
+    assert lines[:2] == gen.HEADER.splitlines()
+    rows = gen.table_rows(text)
+    assert len(rows) == len(lines) - 2, "docs/backbones.md lists a model twice"
+    assert list(rows) == attnzoo.list_models(), "docs/backbones.md is stale: run python docs/backbones_table.py"
+    params = gen.HEADER.splitlines()[0].split("|").index(" parameters (M) ")
+    for name in ("resnet20-cbam", "resnet18-sk", "resnet50-se"):
+        assert rows[name].split("|")[params].strip() == gen.parameters_cell(name), name
+    assert rows["resnet20-cbam"] == gen.row("resnet20-cbam")

@@ -92,7 +92,8 @@ class AsymmetricNonLocal(AttentionModule, nn.Module):
         q = tokens(qk)  # (B, HW, dk)
         k = pyramid_pool(qk, self.pool_sizes).transpose(1, 2).contiguous()  # (B, S, dk)
         v = tokens(self.value(pyramid_pool(x, self.pool_sizes).unsqueeze(-1)))  # (B, S, dv)
-        context = F.scaled_dot_product_attention(q, k, v)
+        # A head axis of 1: 4-D is the layout every SDPA backend and ONNX exporter accepts.
+        context = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
         self._record(self.attention_weights(q, k) if is_recording() else None)
         context = context.transpose(1, 2).reshape(b, -1, h, w)
         return x + self.norm(self.proj(context))

@@ -74,7 +74,9 @@ class CrissCrossAttention(AttentionModule, nn.Module):
         energy_col = torch.einsum("bcij,bcrj->bijr", q, k)
         energy_row = torch.einsum("bcij,bcis->bijs", q, k)
         # (i, j) is in both its row and its column: drop it from the column so it counts once.
-        self_in_col = torch.eye(h, dtype=torch.bool, device=x.device).unsqueeze(1)  # (i, 1, r)
+        # An index comparison rather than torch.eye(dtype=bool), which onnxruntime cannot run.
+        rows = torch.arange(h, device=x.device)
+        self_in_col = (rows[:, None] == rows).unsqueeze(1)  # (i, 1, r)
         energy_col = energy_col.masked_fill(self_in_col, float("-inf"))
         attn = softmax_fp32(torch.cat([energy_col, energy_row], dim=-1), dim=-1)
         attn_col, attn_row = attn.split([h, w], dim=-1)

@@ -89,7 +89,8 @@ class DisentangledNonLocal(AttentionModule, nn.Module):
         self._check_input(x, self.channels)
         b, _, h, w = x.shape
         q, k, v = (tokens(conv(x)) for conv in (self.theta, self.phi, self.g))  # (B, HW, d)
-        y = F.scaled_dot_product_attention(_whiten(q), _whiten(k), v, scale=self.scale)
+        # A head axis of 1: 4-D is the layout every SDPA backend and ONNX exporter accepts.
+        y = F.scaled_dot_product_attention(_whiten(q)[:, None], _whiten(k)[:, None], v[:, None], scale=self.scale)[:, 0]
         self._record(self.pairwise_weights(q, k) if is_recording() else None)
         unary = softmax_fp32(self.unary(x).flatten(2), dim=-1)  # (B, 1, HW), shared by every query
         y = y + unary @ v

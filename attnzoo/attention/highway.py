@@ -32,7 +32,8 @@ class Highway(AttentionModule, nn.Module):
     """Gate between ``transform(x)`` and ``x``; ``attention_map`` is T(x), (B, C, H, W).
 
     ``transform`` must map (B, C, H, W) to the same shape; it defaults to a
-    3x3 conv -> BN -> ReLU.
+    3x3 conv -> BN -> ReLU. Pass ``nn.Identity()`` when the caller supplies
+    ``h`` to :meth:`forward` itself (as a gated residual block does).
     """
 
     def __init__(self, channels: int, transform: nn.Module | None = None, gate_bias: float = -2.0) -> None:
@@ -44,12 +45,18 @@ class Highway(AttentionModule, nn.Module):
         self.gate = nn.Conv2d(channels, channels, 1, bias=True)
         nn.init.constant_(self.gate.bias, gate_bias)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
+        """Gate between ``x`` and ``h``, by default ``h = transform(x)``.
+
+        A backbone passes ``h`` itself: the gated residual block's branch output,
+        with ``x`` its (projected) shortcut.
+        """
         self._check_input(x, self.channels)
-        h = self.transform(x)
+        if h is None:
+            h = self.transform(x)
         if h.shape != x.shape:
             raise ValueError(
-                f"attention 'highway': transform must keep the input shape {tuple(x.shape)}, got {tuple(h.shape)}"
+                f"attention 'highway': the transform must keep the input shape {tuple(x.shape)}, got {tuple(h.shape)}"
             )
         t = torch.sigmoid(self.gate(x))
         self._record(t)

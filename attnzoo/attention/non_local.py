@@ -75,7 +75,8 @@ class NonLocal(AttentionModule, nn.Module):
         self._check_input(x, self.channels)
         b, _, h, w = x.shape
         q, k, v = (tokens(conv(x)) for conv in (self.theta, self.phi, self.g))  # (B, HW, d)
-        y = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        # A head axis of 1: 4-D is the layout every SDPA backend and ONNX exporter accepts.
+        y = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], scale=self.scale)[:, 0]
         self._record(self.attention_weights(q, k) if is_recording() else None)
         y = y.transpose(1, 2).reshape(b, -1, h, w)
         return x + self.norm(self.out(y))

@@ -20,7 +20,7 @@ import torch
 from timm.layers import SelectiveKernel as _TimmSelectiveKernel
 from torch import Tensor
 
-from .base import AttentionModule, check_conv_args, check_fraction, check_positive_int, softmax_fp32
+from .base import AttentionModule, check_conv_args, check_fraction, check_positive_int, is_recording, softmax_fp32
 from .registry import register_attention
 
 __all__ = ["SelectiveKernel"]
@@ -36,6 +36,9 @@ __all__ = ["SelectiveKernel"]
 )
 class SelectiveKernel(AttentionModule, _TimmSelectiveKernel):
     """Drop-in for a k x k conv (+BN+ReLU); ``attention_map`` is the path weights (B, M, C_out)."""
+
+    # Backbones drop the BN and ReLU after the conv this replaces: every path has its own.
+    replaces_norm_act = True
 
     def __init__(
         self,
@@ -91,5 +94,5 @@ class SelectiveKernel(AttentionModule, _TimmSelectiveKernel):
         z = a.act(a.bn(a.fc_reduce(stacked.sum(1).mean((2, 3), keepdim=True))))
         logits = a.fc_select(z).view(x.shape[0], self.num_paths, self.out_channels, 1, 1)
         weights = softmax_fp32(logits, dim=1)
-        self._record(weights.flatten(2))
+        self._record(weights.flatten(2) if is_recording() else None)
         return (stacked * weights).sum(1)

@@ -6,9 +6,7 @@ import attnzoo
 import attnzoo.attention.canet  # noqa: F401
 from attnzoo.viz import record
 
-
-def conv1x1(x, conv):
-    return torch.einsum("oc,bchw->bohw", conv.weight.flatten(1), x) + conv.bias[:, None, None]
+from .helpers import assert_bad_arguments, conv1x1
 
 
 def test_output_matches_hand_written_formula():
@@ -16,13 +14,13 @@ def test_output_matches_hand_written_formula():
     c = 32
     m = attnzoo.create_attention("canet", c)
     x = torch.randn(2, c, 5, 6)
-    pixel = torch.sigmoid(conv1x1(x, m.pixel))
+    pixel = torch.sigmoid(conv1x1(m.pixel, x))
     _, down, _, up = m.channel
     pooled = x.mean((2, 3))
     channel = torch.sigmoid(
         torch.relu(pooled @ down.weight.flatten(1).T + down.bias) @ up.weight.flatten(1).T + up.bias
     )
-    expected = conv1x1(torch.cat([x * pixel, x * channel[:, :, None, None]], 1), m.fuse)
+    expected = conv1x1(m.fuse, torch.cat([x * pixel, x * channel[:, :, None, None]], 1))
     with record():
         out = m(x)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
@@ -50,5 +48,4 @@ def test_channel_reduction(channels, rd_ratio, hidden):
 
 @pytest.mark.parametrize(("channels", "kwargs"), [(0, {}), (2.0, {}), (8, {"rd_ratio": 0}), (8, {"rd_ratio": 1.5})])
 def test_bad_arguments_raise(channels, kwargs):
-    with pytest.raises(ValueError, match="'canet'"):
-        attnzoo.create_attention("canet", channels, **kwargs)
+    assert_bad_arguments("canet", channels, **kwargs)

@@ -7,15 +7,7 @@ import attnzoo
 import attnzoo.attention.cbam  # noqa: F401
 from attnzoo.viz import record
 
-
-def randomise(m: torch.nn.Module) -> None:
-    """Non-trivial weights and BN running statistics, so every term of the formula matters."""
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.5)
-        for bn in (mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
-            bn.running_mean.normal_(0, 0.5)
-            bn.running_var.uniform_(0.5, 2.0)
+from .helpers import assert_bad_arguments, bn_eval, randomize
 
 
 def hand_cbam(m, x):
@@ -34,9 +26,7 @@ def hand_cbam(m, x):
     conv = m.spatial.conv.conv
     k = conv.weight.shape[-1]
     s = F.conv2d(pooled, conv.weight, padding=k // 2)
-    bn = m.spatial.conv.bn
-    s = (s - bn.running_mean[0]) / torch.sqrt(bn.running_var[0] + bn.eps) * bn.weight[0] + bn.bias[0]
-    spatial_gate = torch.sigmoid(s)
+    spatial_gate = torch.sigmoid(bn_eval(s, m.spatial.conv.bn))
     return y * spatial_gate, spatial_gate, channel_gate
 
 
@@ -45,8 +35,7 @@ def test_output_matches_hand_written_formula(size, kernel):
     torch.manual_seed(0)
     c = 32
     m = attnzoo.create_attention("cbam", c, spatial_kernel_size=kernel)
-    randomise(m)
-    m.eval()
+    randomize(m, std=0.5).eval()
     x = torch.randn(2, c, *size)
     expected, spatial_gate, channel_gate = hand_cbam(m, x)
     with record():
@@ -90,6 +79,4 @@ def test_structure():
     ],
 )
 def test_bad_arguments_raise(kwargs):
-    channels = kwargs.pop("channels", 16)
-    with pytest.raises(ValueError, match="'cbam'"):
-        attnzoo.create_attention("cbam", channels, **kwargs)
+    assert_bad_arguments("cbam", **{"channels": 16, **kwargs})

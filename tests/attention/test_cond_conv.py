@@ -7,6 +7,8 @@ import attnzoo
 import attnzoo.attention.cond_conv  # noqa: F401
 from attnzoo.viz import record
 
+from .helpers import assert_bad_arguments, mixed_kernel_conv
+
 
 def hand_routing(m, x):
     pooled = x.sum((2, 3)) / (x.shape[2] * x.shape[3])
@@ -49,26 +51,13 @@ def test_per_example_kernel_is_routing_weighted_sum_of_experts(kwargs, size):
             m.conv.bias.normal_()
     x = torch.randn(2, 4, *size)
     r = hand_routing(m, x)
-    w = experts(m)
-    k = m.conv.kernel_size[0]
-    dil = kwargs.get("dilation", 1)
     with record():
         out = m(x)
     torch.testing.assert_close(m.attention_map, r, rtol=1e-5, atol=1e-6)
     assert m.attention_map.shape == (2, kwargs["num_experts"])
-    for i in range(2):
-        kernel = sum(r[i, e] * w[e] for e in range(w.shape[0]))
-        bias = None if m.conv.bias is None else sum(r[i, e] * m.conv.bias[e] for e in range(w.shape[0]))
-        expected = F.conv2d(
-            x[i : i + 1],
-            kernel,
-            bias,
-            stride=kwargs.get("stride", 1),
-            padding=dil * (k - 1) // 2,
-            dilation=dil,
-            groups=kwargs.get("groups", 1),
-        )
-        torch.testing.assert_close(out[i : i + 1], expected, rtol=1e-5, atol=1e-5)
+    stride, dilation, groups = (kwargs.get(key, 1) for key in ("stride", "dilation", "groups"))
+    expected = mixed_kernel_conv(x, r, experts(m), m.conv.bias, stride, dilation, groups)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_examples_get_different_kernels():
@@ -108,6 +97,4 @@ def test_stride_two_output_size_matches_conv2d(size):
     ],
 )
 def test_bad_arguments_raise(kwargs):
-    channels = kwargs.pop("channels", 8)
-    with pytest.raises(ValueError, match="'condconv'"):
-        attnzoo.create_attention("condconv", channels, **kwargs)
+    assert_bad_arguments("condconv", **{"channels": 8, **kwargs})

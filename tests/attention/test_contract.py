@@ -12,6 +12,7 @@ from .helpers import CHANNELS, example_input, expected_shape, randomize_zero_par
 NAMES = attnzoo.list_attentions()
 SHAPED = [n for n in NAMES if attnzoo.attention_info(n).placement in ("block", "stage", "gate")]
 CONVS = [n for n in NAMES if attnzoo.attention_info(n).placement == "conv"]
+STAGES = [n for n in NAMES if attnzoo.attention_info(n).placement == "stage"]
 
 
 def build(name: str) -> nn.Module:
@@ -27,6 +28,18 @@ def test_keeps_shape_at_any_size(name, size):
     m.eval()
     x1 = example_input(name, batch=1, size=size)
     assert m(x1).shape == x1.shape
+
+
+@pytest.mark.parametrize("name", STAGES)
+# 14 x 14 is psa's default feature_size (its no-resize path); the other sizes resize it.
+@pytest.mark.parametrize("size", [(5, 7), (1, 1), (1, 7), (10, 3), (14, 14)])
+def test_stage_is_identity_at_init(name, size):
+    torch.manual_seed(0)
+    m = build(name)
+    x = example_input(name, batch=2, size=size)
+    assert torch.equal(m.train()(x), x)
+    assert torch.equal(m.eval()(x), x)
+    assert torch.equal(m(x[:1]), x[:1])
 
 
 @pytest.mark.parametrize("name", CONVS)

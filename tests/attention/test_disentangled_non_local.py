@@ -5,27 +5,11 @@ import attnzoo
 import attnzoo.attention.disentangled_non_local  # noqa: F401
 from attnzoo import viz
 
-
-def _randomised(m: torch.nn.Module) -> torch.nn.Module:
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.2)
-        m.norm.running_mean.normal_(0, 0.5)
-        m.norm.running_var.uniform_(0.5, 2.0)
-    return m.eval()
-
-
-def _softmax(t: torch.Tensor, dim: int) -> torch.Tensor:
-    e = torch.exp(t - t.amax(dim, keepdim=True))
-    return e / e.sum(dim, keepdim=True)
+from .helpers import assert_bad_arguments, bn_eval, conv1x1, randomize, stable_softmax
 
 
 def _reference(m, x: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """DNL written out with einsum: returns (output, whitened pairwise weights)."""
-    def conv1x1(conv, t):
-        out = torch.einsum("oc,bchw->bohw", conv.weight[:, :, 0, 0], t)
-        return out if conv.bias is None else out + conv.bias[None, :, None, None]
-
     b, c, h, w = x.shape
     q = conv1x1(m.theta, x).reshape(b, -1, h * w)
     k = conv1x1(m.phi, x).reshape(b, -1, h * w)
@@ -33,29 +17,17 @@ def _reference(m, x: torch.Tensor, temperature: float) -> tuple[torch.Tensor, to
     d = q.shape[1]
     q = q - q.mean(2, keepdim=True)
     k = k - k.mean(2, keepdim=True)
-    pairwise = _softmax(torch.einsum("bdi,bdj->bij", q, k) / (d**0.5 * temperature), dim=-1)
-    unary = _softmax(conv1x1(m.unary, x).reshape(b, h * w), dim=-1)  # (B, HW)
+    pairwise = stable_softmax(torch.einsum("bdi,bdj->bij", q, k) / (d**0.5 * temperature), dim=-1)
+    unary = stable_softmax(conv1x1(m.unary, x).reshape(b, h * w), dim=-1)  # (B, HW)
     weights = pairwise + unary[:, None, :]
     y = torch.einsum("bij,bdj->bdi", weights, v).reshape(b, d, h, w)
-    z = conv1x1(m.out, y)
-    bn = m.norm
-    z = (z - bn.running_mean[None, :, None, None]) / torch.sqrt(bn.running_var[None, :, None, None] + bn.eps)
-    z = z * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
-    return x + z, pairwise
-
-
-def test_identity_at_init():
-    torch.manual_seed(0)
-    m = attnzoo.create_attention("dnl", 16)
-    x = torch.randn(2, 16, 5, 7)
-    assert torch.equal(m.train()(x), x)
-    assert torch.equal(m.eval()(x), x)
+    return x + bn_eval(conv1x1(m.out, y), m.norm), pairwise
 
 
 @pytest.mark.parametrize("temperature", [0.05, 1.0])
 def test_matches_hand_written_reference(temperature):
     torch.manual_seed(0)
-    m = _randomised(attnzoo.create_attention("dnl", 16, temperature=temperature))
+    m = randomize(attnzoo.create_attention("dnl", 16, temperature=temperature), std=0.2, mean_std=0.5).eval()
     x = torch.randn(2, 16, 5, 7)
     expected, pairwise = _reference(m, x, temperature)
     with viz.record():
@@ -85,7 +57,7 @@ def test_output_invariant_to_embedding_shift(projection):
     # A constant added to every position's key (or query) embedding, here through the weight on an
     # input channel held constant over positions, leaves the block's output unchanged.
     torch.manual_seed(0)
-    m = _randomised(attnzoo.create_attention("dnl", 8, temperature=1.0))
+    m = randomize(attnzoo.create_attention("dnl", 8, temperature=1.0), std=0.2, mean_std=0.5).eval()
     x = torch.randn(1, 8, 4, 5)
     x[:, 0] = 1.5
     before = m(x)
@@ -100,5 +72,4 @@ def test_output_invariant_to_embedding_shift(projection):
      {"rd_ratio": 0}, {"inner_channels": 0}],
 )
 def test_bad_arguments(kwargs):
-    with pytest.raises(ValueError, match="attention 'dnl'"):
-        attnzoo.create_attention("dnl", 16, **kwargs)
+    assert_bad_arguments("dnl", 16, **kwargs)

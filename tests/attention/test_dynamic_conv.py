@@ -1,19 +1,18 @@
 """Dynamic convolution: softmax kernel attention with temperature, the aggregated kernel, argument checks."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 import attnzoo
 import attnzoo.attention.dynamic_conv  # noqa: F401
 from attnzoo.viz import record
 
+from .helpers import assert_bad_arguments, mixed_kernel_conv, stable_softmax
+
 
 def hand_attention(m, x, temperature):
     pooled = x.sum((2, 3)) / (x.shape[2] * x.shape[3])
     hidden = torch.relu(pooled @ m.fc1.weight.flatten(1).T)
-    logits = (hidden @ m.fc2.weight.flatten(1).T + m.fc2.bias) / temperature
-    e = torch.exp(logits - logits.amax(1, keepdim=True))
-    return e / e.sum(1, keepdim=True)
+    return stable_softmax((hidden @ m.fc2.weight.flatten(1).T + m.fc2.bias) / temperature, 1)
 
 
 def randomise(m):
@@ -40,24 +39,12 @@ def test_output_is_per_example_conv_with_aggregated_kernel(kwargs, size):
     randomise(m)
     x = torch.randn(2, 4, *size)
     attn = hand_attention(m, x, kwargs.get("temperature", 30.0))
-    k = m.weight.shape[-1]
-    dil = kwargs.get("dilation", 1)
     with record():
         out = m(x)
     torch.testing.assert_close(m.attention_map, attn, rtol=1e-5, atol=1e-6)
-    for i in range(2):
-        kernel = sum(attn[i, j] * m.weight[j] for j in range(m.num_kernels))
-        bias = None if m.bias is None else sum(attn[i, j] * m.bias[j] for j in range(m.num_kernels))
-        expected = F.conv2d(
-            x[i : i + 1],
-            kernel,
-            bias,
-            stride=kwargs.get("stride", 1),
-            padding=dil * (k - 1) // 2,
-            dilation=dil,
-            groups=kwargs.get("groups", 1),
-        )
-        torch.testing.assert_close(out[i : i + 1], expected, rtol=1e-5, atol=1e-5)
+    stride, dilation, groups = (kwargs.get(key, 1) for key in ("stride", "dilation", "groups"))
+    expected = mixed_kernel_conv(x, attn, m.weight, m.bias, stride, dilation, groups)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_attention_sums_to_one_per_example():
@@ -141,6 +128,4 @@ def test_defaults_follow_the_paper():
     ],
 )
 def test_bad_arguments_raise(kwargs):
-    channels = kwargs.pop("channels", 8)
-    with pytest.raises(ValueError, match="'dyconv'"):
-        attnzoo.create_attention("dyconv", channels, **kwargs)
+    assert_bad_arguments("dyconv", **{"channels": 8, **kwargs})

@@ -8,6 +8,8 @@ import attnzoo
 import attnzoo.attention.eca  # noqa: F401
 from attnzoo.viz import record
 
+from .helpers import assert_bad_arguments
+
 
 def paper_kernel_size(c: int, gamma: float = 2, b: float = 1) -> int:
     t = int(abs(math.log2(c) / gamma + b / gamma))
@@ -76,6 +78,4 @@ def test_output_matches_hand_written_conv_over_channels(k):
     ],
 )
 def test_bad_arguments_raise(kwargs):
-    channels = kwargs.pop("channels", 16)
-    with pytest.raises(ValueError, match="'eca'"):
-        attnzoo.create_attention("eca", channels, **kwargs)
+    assert_bad_arguments("eca", **{"channels": 16, **kwargs})

@@ -4,19 +4,12 @@ import torch
 
 import attnzoo
 
-
-def _randomise(m):
-    with torch.no_grad():
-        m.norm.weight.normal_(1.0, 0.2)
-        m.norm.bias.normal_(0.0, 0.2)
-        m.norm.running_mean.normal_(0.0, 0.2)
-        m.norm.running_var.uniform_(0.5, 1.5)
-    return m
+from .helpers import assert_bad_arguments, bn_eval, conv1x1, randomize_batchnorm, stable_softmax
 
 
 def reference(m, x, bases0, detach_before_last=False):
     """EM attention written out with einsum: returns output, final bases, responsibilities."""
-    feats = torch.einsum("oc,bchw->bohw", m.conv_in.weight[:, :, 0, 0], x) + m.conv_in.bias[None, :, None, None]
+    feats = conv1x1(m.conv_in, x)
     b, c, h, w = feats.shape
     feats = feats.reshape(b, c, h * w)
     mu = bases0.expand(b, -1, -1)
@@ -24,29 +17,16 @@ def reference(m, x, bases0, detach_before_last=False):
         if detach_before_last and it == m.iterations - 1:
             mu = mu.detach()  # cuts the gradient through all earlier iterations
         logits = torch.einsum("bcn,bck->bnk", feats, mu)
-        z = logits.exp() / logits.exp().sum(-1, keepdim=True)
+        z = stable_softmax(logits, -1)
         mu = torch.einsum("bcn,bnk->bck", feats, z / (1e-6 + z.sum(1, keepdim=True)))
         mu = mu / (1e-6 + torch.sqrt((mu**2).sum(1, keepdim=True)))
     recon = torch.einsum("bck,bnk->bcn", mu, z).clamp_min(0).reshape(b, c, h, w)
-    out = torch.einsum("oc,bchw->bohw", m.conv_out.weight[:, :, 0, 0], recon)
-    bn = m.norm
-    out = (out - bn.running_mean[None, :, None, None]) / torch.sqrt(bn.running_var[None, :, None, None] + bn.eps)
-    out = out * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
-    return x + out, mu, z
-
-
-def test_identity_at_init():
-    torch.manual_seed(0)
-    m = attnzoo.create_attention("ema", 16)
-    x = torch.randn(2, 16, 5, 7)
-    for train in (True, False):
-        m.train(train)
-        assert torch.equal(m(x), x)
+    return x + bn_eval(conv1x1(m.conv_out, recon), m.norm), mu, z
 
 
 def test_output_matches_reference_em():
     torch.manual_seed(0)
-    m = _randomise(attnzoo.create_attention("ema", 16, num_bases=8)).eval()
+    m = randomize_batchnorm(attnzoo.create_attention("ema", 16, num_bases=8)).eval()
     x = torch.randn(2, 16, 5, 7)
     bases0 = m.bases.clone()
     with attnzoo.viz.record():
@@ -59,7 +39,7 @@ def test_output_matches_reference_em():
 
 def test_bases_fixed_in_eval_and_moving_average_in_training():
     torch.manual_seed(0)
-    m = _randomise(attnzoo.create_attention("ema", 16, num_bases=8))
+    m = randomize_batchnorm(attnzoo.create_attention("ema", 16, num_bases=8))
     x = torch.randn(3, 16, 4, 6)
     bases0 = m.bases.clone()
     assert torch.allclose(bases0.norm(dim=1), torch.ones(1, 8), atol=1e-5)
@@ -77,7 +57,7 @@ def test_bases_fixed_in_eval_and_moving_average_in_training():
 
 def test_gradient_flows_through_last_iteration_only():
     torch.manual_seed(0)
-    m = _randomise(attnzoo.create_attention("ema", 8, num_bases=4)).eval()
+    m = randomize_batchnorm(attnzoo.create_attention("ema", 8, num_bases=4)).eval()
     x = torch.randn(2, 8, 3, 5)
     m(x).square().sum().backward()
     grad = m.conv_in.weight.grad.clone()
@@ -96,13 +76,14 @@ def test_gradient_flows_through_last_iteration_only():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(num_bases=0), dict(iterations=0), dict(momentum=1.5), dict(momentum=0), dict(num_bases=2.5)],
+    [
+        dict(num_bases=0),
+        dict(iterations=0),
+        dict(momentum=1.5),
+        dict(momentum=0),
+        dict(num_bases=2.5),
+        dict(channels=0),
+    ],
 )
 def test_bad_arguments(kwargs):
-    with pytest.raises(ValueError, match="attention 'ema'"):
-        attnzoo.create_attention("ema", 16, **kwargs)
-
-
-def test_bad_channels():
-    with pytest.raises(ValueError, match="attention 'ema'"):
-        attnzoo.create_attention("ema", 0)
+    assert_bad_arguments("ema", **{"channels": 16, **kwargs})

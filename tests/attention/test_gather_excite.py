@@ -5,6 +5,8 @@ import attnzoo
 import attnzoo.attention.gather_excite  # noqa: F401
 from attnzoo import viz
 
+from .helpers import assert_bad_arguments
+
 
 def _reference(x: torch.Tensor, e: int) -> torch.Tensor:
     """GE-theta-minus written out with loops: average over the (2e-1)^2 window around e*p (inside the
@@ -59,12 +61,8 @@ def test_one_by_one_input(e):
     torch.testing.assert_close(attnzoo.create_attention("ge", 4, extent=e)(x), x * torch.sigmoid(x))
 
 
-@pytest.mark.parametrize("extent", [1, 3, 16, -2, True, 2.0, None])
-def test_bad_extent(extent):
-    with pytest.raises(ValueError, match="attention 'ge'"):
-        attnzoo.create_attention("ge", 4, extent=extent)
-
-
-def test_bad_channels():
-    with pytest.raises(ValueError, match="attention 'ge'"):
-        attnzoo.create_attention("ge", 0)
+@pytest.mark.parametrize(
+    ("channels", "kwargs"), [(4, {"extent": e}) for e in (1, 3, 16, -2, True, 2.0, None)] + [(0, {})]
+)
+def test_bad_arguments(channels, kwargs):
+    assert_bad_arguments("ge", channels, **kwargs)

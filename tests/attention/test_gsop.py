@@ -7,21 +7,7 @@ import attnzoo.attention.gsop  # noqa: F401
 from attnzoo.attention.gsop import covariance
 from attnzoo.viz import record
 
-
-def randomise(m: torch.nn.Module) -> None:
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.3)
-        for bn in (mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
-            bn.running_mean.normal_(0, 0.3)
-            bn.running_var.uniform_(0.5, 2.0)
-
-
-def bn_eval(t, bn):
-    """Eval-mode BatchNorm over dim 1 of ``t``."""
-    shape = (1, -1) + (1,) * (t.dim() - 2)
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return (t - bn.running_mean.view(shape)) * scale.view(shape) + bn.bias.view(shape)
+from .helpers import assert_bad_arguments, bn_eval, conv1x1, randomize
 
 
 def test_covariance_equals_biased_torch_cov_per_sample():
@@ -50,13 +36,11 @@ def test_output_matches_hand_written_pipeline():
     torch.manual_seed(0)
     c, d, f = 12, 6, 4
     m = attnzoo.create_attention("gsop", c, rd_channels=d, row_features=f)
-    randomise(m)
-    m.eval()
+    randomize(m, std=0.3).eval()
     x = torch.randn(2, c, 5, 4)
 
     # ReLU -> 1x1 conv to d -> BN -> ReLU.
-    z = torch.einsum("dc,bchw->bdhw", m.reduce.weight.flatten(1), x.clamp_min(0)) + m.reduce.bias[:, None, None]
-    z = bn_eval(z, m.bn).clamp_min(0)
+    z = bn_eval(conv1x1(m.reduce, x.clamp_min(0)), m.bn).clamp_min(0)
     # Centred covariance / HW, (B, d, d).
     zf = z.flatten(2)
     zf = zf - zf.mean(-1, keepdim=True)
@@ -95,6 +79,4 @@ def test_defaults_follow_the_paper():
     ],
 )
 def test_bad_arguments_raise(kwargs):
-    channels = kwargs.pop("channels", 16)
-    with pytest.raises(ValueError, match="'gsop'"):
-        attnzoo.create_attention("gsop", channels, **kwargs)
+    assert_bad_arguments("gsop", **{"channels": 16, **kwargs})

@@ -4,20 +4,13 @@ import torch
 
 import attnzoo
 
-
-def _randomise(m):
-    with torch.no_grad():
-        m.norm.weight.normal_(1.0, 0.2)
-        m.norm.bias.normal_(0.0, 0.2)
-        m.norm.running_mean.normal_(0.0, 0.2)
-        m.norm.running_var.uniform_(0.5, 1.5)
-    return m
+from .helpers import assert_bad_arguments, bn_eval, conv1x1, randomize_batchnorm, stable_softmax
 
 
 def nmf_reference(x, bases, steps):
     """Lee-Seung multiplicative updates written with einsum, coefficients first in every step."""
     logits = torch.einsum("bdn,bdr->bnr", x, bases)
-    coef = logits.exp() / logits.exp().sum(-1, keepdim=True)
+    coef = stable_softmax(logits, -1)
     for _ in range(steps):
         gram = torch.einsum("bdr,bds->brs", bases, bases)
         coef = coef * torch.einsum("bdn,bdr->bnr", x, bases) / (torch.einsum("bnr,brs->bns", coef, gram) + 1e-6)
@@ -28,26 +21,12 @@ def nmf_reference(x, bases, steps):
 
 def reference(m, x, steps, detach=True):
     b, c, h, w = x.shape
-    feats = torch.einsum("oc,bchw->bohw", m.lower.weight[:, :, 0, 0], x) + m.lower.bias[None, :, None, None]
-    feats = feats.clamp_min(0).reshape(b, c, h * w)
+    feats = conv1x1(m.lower, x).clamp_min(0).reshape(b, c, h * w)
     bases, coef = nmf_reference(feats.detach() if detach else feats, m.init_bases.expand(b, -1, -1), steps)
     gram = torch.einsum("bdr,bds->brs", bases, bases)
     coef = coef * torch.einsum("bdn,bdr->bnr", feats, bases) / (torch.einsum("bnr,brs->bns", coef, gram) + 1e-6)
     recon = torch.einsum("bdr,bnr->bdn", bases, coef).reshape(b, c, h, w)
-    out = torch.einsum("oc,bchw->bohw", m.upper.weight[:, :, 0, 0], recon)
-    bn = m.norm
-    out = (out - bn.running_mean[None, :, None, None]) / torch.sqrt(bn.running_var[None, :, None, None] + bn.eps)
-    out = out * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
-    return x + out, coef
-
-
-def test_identity_at_init():
-    torch.manual_seed(0)
-    m = attnzoo.create_attention("ham", 16)
-    x = torch.randn(2, 16, 5, 7)
-    for train in (True, False):
-        m.train(train)
-        assert torch.equal(m(x), x)
+    return x + bn_eval(conv1x1(m.upper, recon), m.norm), coef
 
 
 def test_rank_is_capped_by_channels():
@@ -74,7 +53,7 @@ def test_reconstruction_error_falls_with_steps():
 
 def test_eval_matches_reference_with_seven_steps():
     torch.manual_seed(0)
-    m = _randomise(attnzoo.create_attention("ham", 16, rank=4)).eval()
+    m = randomize_batchnorm(attnzoo.create_attention("ham", 16, rank=4)).eval()
     x = torch.randn(2, 16, 5, 7)
     with attnzoo.viz.record():
         out = m(x)
@@ -87,7 +66,7 @@ def test_eval_matches_reference_with_seven_steps():
 
 def test_steps_train_six_eval_seven_and_eval_deterministic():
     torch.manual_seed(0)
-    m = _randomise(attnzoo.create_attention("ham", 16, rank=4))
+    m = randomize_batchnorm(attnzoo.create_attention("ham", 16, rank=4))
     calls = []
     decompose = m.decompose
 
@@ -107,7 +86,7 @@ def test_steps_train_six_eval_seven_and_eval_deterministic():
 
 def test_gradient_only_through_the_last_step():
     torch.manual_seed(0)
-    m = _randomise(attnzoo.create_attention("ham", 8, rank=3)).eval()
+    m = randomize_batchnorm(attnzoo.create_attention("ham", 8, rank=3)).eval()
     x = torch.randn(2, 8, 3, 5)
     feats = torch.randn(2, 8, 15, requires_grad=True).clamp_min(0)
     bases, coef = m.decompose(feats, 7)
@@ -124,12 +103,8 @@ def test_gradient_only_through_the_last_step():
     assert not torch.allclose(grad, m.lower.weight.grad, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs", [dict(rank=0), dict(train_steps=0), dict(eval_steps=-1), dict(rank=True)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(rank=0), dict(train_steps=0), dict(eval_steps=-1), dict(rank=True), dict(channels=0)]
+)
 def test_bad_arguments(kwargs):
-    with pytest.raises(ValueError, match="attention 'ham'"):
-        attnzoo.create_attention("ham", 16, **kwargs)
-
-
-def test_bad_channels():
-    with pytest.raises(ValueError, match="attention 'ham'"):
-        attnzoo.create_attention("ham", 0)
+    assert_bad_arguments("ham", **{"channels": 16, **kwargs})

@@ -8,6 +8,8 @@ import attnzoo
 import attnzoo.attention.highway  # noqa: F401
 from attnzoo.viz import record
 
+from .helpers import assert_bad_arguments, conv1x1
+
 
 def test_output_matches_hand_written_formula():
     torch.manual_seed(0)
@@ -18,7 +20,7 @@ def test_output_matches_hand_written_formula():
         m.gate.weight.normal_(0, 0.5)
     x = torch.randn(2, c, 5, 4)
     h = F.conv2d(x, transform.weight, transform.bias, padding=1)
-    t = torch.sigmoid(torch.einsum("oc,bchw->bohw", m.gate.weight.flatten(1), x) + m.gate.bias[:, None, None])
+    t = torch.sigmoid(conv1x1(m.gate, x))
     with record():
         out = m(x)
     torch.testing.assert_close(out, t * h + (1 - t) * x, rtol=1e-5, atol=1e-6)
@@ -80,5 +82,13 @@ def test_shape_changing_transform_raises(transform):
 
 @pytest.mark.parametrize(("channels", "kwargs"), [(0, {}), (-1, {}), (2.0, {}), (4, {"transform": lambda x: x})])
 def test_bad_arguments_raise(channels, kwargs):
-    with pytest.raises(ValueError, match="'highway'"):
-        attnzoo.create_attention("highway", channels, **kwargs)
+    assert_bad_arguments("highway", channels, **kwargs)
+
+
+def test_given_branch_output_is_gated_against_the_input():
+    m = attnzoo.create_attention("highway", 4, transform=nn.Identity()).eval()
+    x, h = torch.randn(2, 4, 3, 5), torch.randn(2, 4, 3, 5)
+    t = torch.sigmoid(conv1x1(m.gate, x))
+    torch.testing.assert_close(m(x, h), t * h + (1 - t) * x)
+    with pytest.raises(ValueError, match="attention 'highway'.*keep the input shape"):
+        m(x, h[:, :, :2])

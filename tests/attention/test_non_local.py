@@ -5,50 +5,25 @@ import attnzoo
 import attnzoo.attention.non_local  # noqa: F401
 from attnzoo import viz
 
-
-def _randomised(m: torch.nn.Module) -> torch.nn.Module:
-    """Give every parameter and BN statistic a random value (the block starts as identity otherwise)."""
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.3)
-        m.norm.running_mean.normal_(0, 0.5)
-        m.norm.running_var.uniform_(0.5, 2.0)
-    return m.eval()
+from .helpers import assert_bad_arguments, bn_eval, conv1x1, randomize, stable_softmax
 
 
 def _reference(m, x: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Embedded-Gaussian non-local block written out with einsum, returns (output, weights)."""
-    def conv1x1(conv, t):
-        out = torch.einsum("oc,bchw->bohw", conv.weight[:, :, 0, 0], t)
-        return out if conv.bias is None else out + conv.bias[None, :, None, None]
-
     b, c, h, w = x.shape
     theta = conv1x1(m.theta, x).reshape(b, -1, h * w)
     phi = conv1x1(m.phi, x).reshape(b, -1, h * w)
     g = conv1x1(m.g, x).reshape(b, -1, h * w)
     logits = torch.einsum("bdi,bdj->bij", theta, phi) * scale
-    weights = torch.exp(logits - logits.amax(-1, keepdim=True))
-    weights = weights / weights.sum(-1, keepdim=True)
+    weights = stable_softmax(logits, -1)
     y = torch.einsum("bij,bdj->bdi", weights, g).reshape(b, -1, h, w)
-    z = conv1x1(m.out, y)
-    bn = m.norm
-    z = (z - bn.running_mean[None, :, None, None]) / torch.sqrt(bn.running_var[None, :, None, None] + bn.eps)
-    z = z * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
-    return x + z, weights
-
-
-def test_identity_at_init():
-    torch.manual_seed(0)
-    m = attnzoo.create_attention("nl", 16)
-    x = torch.randn(2, 16, 5, 7)
-    assert torch.equal(m.train()(x), x)
-    assert torch.equal(m.eval()(x), x)
+    return x + bn_eval(conv1x1(m.out, y), m.norm), weights
 
 
 @pytest.mark.parametrize("use_scale", [False, True])
 def test_matches_hand_written_embedded_gaussian(use_scale):
     torch.manual_seed(0)
-    m = _randomised(attnzoo.create_attention("nl", 16, use_scale=use_scale))
+    m = randomize(attnzoo.create_attention("nl", 16, use_scale=use_scale), std=0.3, mean_std=0.5).eval()
     assert m.theta.out_channels == 8
     x = torch.randn(2, 16, 5, 7)
     scale = 8**-0.5 if use_scale else 1.0
@@ -63,7 +38,7 @@ def test_matches_hand_written_embedded_gaussian(use_scale):
 def test_no_scale_by_default():
     # The paper's f = exp(theta^T phi): the default must differ from the 1/sqrt(d)-scaled variant.
     torch.manual_seed(0)
-    m = _randomised(attnzoo.create_attention("nl", 16))
+    m = randomize(attnzoo.create_attention("nl", 16), std=0.3, mean_std=0.5).eval()
     x = torch.randn(1, 16, 4, 4)
     unscaled, _ = _reference(m, x, 1.0)
     scaled, _ = _reference(m, x, 8**-0.5)
@@ -79,13 +54,14 @@ def test_inner_channels():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"rd_ratio": 0}, {"rd_ratio": 1.5}, {"inner_channels": 0}, {"inner_channels": 2.5}, {"use_scale": "yes"}],
+    [
+        {"rd_ratio": 0},
+        {"rd_ratio": 1.5},
+        {"inner_channels": 0},
+        {"inner_channels": 2.5},
+        {"use_scale": "yes"},
+        {"channels": 0},
+    ],
 )
 def test_bad_arguments(kwargs):
-    with pytest.raises(ValueError, match="attention 'nl'"):
-        attnzoo.create_attention("nl", 16, **kwargs)
-
-
-def test_bad_channels():
-    with pytest.raises(ValueError, match="attention 'nl'"):
-        attnzoo.create_attention("nl", 0)
+    assert_bad_arguments("nl", **{"channels": 16, **kwargs})

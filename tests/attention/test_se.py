@@ -6,14 +6,13 @@ import attnzoo
 import attnzoo.attention.se  # noqa: F401
 from attnzoo.viz import record
 
+from .helpers import assert_bad_arguments, randomize
+
 
 def test_output_matches_hand_written_formula():
     torch.manual_seed(0)
     c = 32
-    m = attnzoo.create_attention("se", c).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.5)  # biases start at zero otherwise
+    m = randomize(attnzoo.create_attention("se", c), std=0.5).eval()  # biases start at zero otherwise
     x = torch.randn(3, c, 5, 7)
     w1, b1 = m.fc1.weight.flatten(1), m.fc1.bias  # (r, C), (r,)
     w2, b2 = m.fc2.weight.flatten(1), m.fc2.bias  # (C, r), (C,)
@@ -54,6 +53,4 @@ def test_explicit_reduction():
     ],
 )
 def test_bad_arguments_raise(kwargs):
-    channels = kwargs.pop("channels", 16)
-    with pytest.raises(ValueError, match="'se'"):
-        attnzoo.create_attention("se", channels, **kwargs)
+    assert_bad_arguments("se", **{"channels": 16, **kwargs})

@@ -8,19 +8,7 @@ import attnzoo
 import attnzoo.attention.selective_kernel  # noqa: F401
 from attnzoo.viz import record
 
-
-def randomise(m: nn.Module) -> None:
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.3)
-        for bn in (mod for mod in m.modules() if isinstance(mod, nn.BatchNorm2d)):
-            bn.running_mean.normal_(0, 0.3)
-            bn.running_var.uniform_(0.5, 2.0)
-
-
-def bn_eval(t, bn):
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return (t - bn.running_mean[:, None, None]) * scale[:, None, None] + bn.bias[:, None, None]
+from .helpers import assert_bad_arguments, bn_eval, randomize, stable_softmax
 
 
 def hand_sk(m, x, stride, groups, split_input=False):
@@ -33,9 +21,9 @@ def hand_sk(m, x, stride, groups, split_input=False):
     u = sum(paths)
     s = u.mean((2, 3))  # (B, C)
     a = m.attn
-    z = torch.relu(bn_eval((s @ a.fc_reduce.weight.flatten(1).T)[:, :, None, None], a.bn)).flatten(1)
+    z = torch.relu(bn_eval(s @ a.fc_reduce.weight.flatten(1).T, a.bn))
     logits = (z @ a.fc_select.weight.flatten(1).T).view(x.shape[0], len(paths), -1)  # (B, M, C)
-    w = torch.exp(logits) / torch.exp(logits).sum(1, keepdim=True)
+    w = stable_softmax(logits, 1)
     out = sum(w[:, i, :, None, None] * p for i, p in enumerate(paths))
     return out, w
 
@@ -61,8 +49,7 @@ def test_output_matches_hand_written_selection(cin, cout, stride, groups, paths,
         min_rd_channels=4,
         split_input=split,
     )
-    randomise(m)
-    m.eval()
+    randomize(m, std=0.3).eval()
     x = torch.randn(2, cin, *size)
     expected, w = hand_sk(m, x, stride, groups, split)
     with record():
@@ -136,6 +123,4 @@ def test_reduction_width_is_max_of_c_over_r_and_l(channels, rd_ratio, min_rd, hi
     ],
 )
 def test_bad_arguments_raise(kwargs):
-    channels = kwargs.pop("channels", 8)
-    with pytest.raises(ValueError, match="'sk'"):
-        attnzoo.create_attention("sk", channels, **kwargs)
+    assert_bad_arguments("sk", **{"channels": 8, **kwargs})

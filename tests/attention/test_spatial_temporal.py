@@ -6,6 +6,8 @@ import torch
 
 import attnzoo
 
+from .helpers import assert_bad_arguments
+
 
 def part_rows(h, k):
     """Row ranges of k horizontal parts: the first h % k parts get one extra row."""
@@ -90,8 +92,7 @@ def test_input_checks():
 
 @pytest.mark.parametrize("kwargs", [dict(num_parts=0), dict(num_parts=2.0)])
 def test_bad_arguments(kwargs):
-    with pytest.raises(ValueError, match="attention 'sta'"):
-        attnzoo.create_attention("sta", 8, **kwargs)
+    assert_bad_arguments("sta", 8, **kwargs)
 
 
 def test_inter_frame_regularization():

@@ -1,0 +1,79 @@
+"""Attention-configured backbones, built by name: ``create_model("resnet50-sk")``."""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from timm.models._features import FeatureListNet
+from torch import nn
+
+from .resnet import AttentionResNet
+from .spec import ARCHITECTURES, BackboneSpec, backbone_attentions
+
+__all__ = ["ARCHITECTURES", "AttentionResNet", "BackboneSpec", "create_model", "list_models"]
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Every buildable model name (each architecture, plain and with each backbone attention) matching
+    ``pattern`` (fnmatch wildcards: ``"resnet50-*"``, ``"*-cbam"``)."""
+    names = [arch for arch in ARCHITECTURES]
+    names += [f"{arch}-{attention}" for arch in ARCHITECTURES for attention in backbone_attentions()]
+    return sorted(fnmatch.filter(names, pattern))
+
+
+def create_model(
+    name: str | Mapping[str, Any] | BackboneSpec,
+    *,
+    pretrained: bool = False,
+    num_classes: int = 1000,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
+    checkpoint_path: str | Path | None = None,
+    stages: Sequence[int] | None = None,
+    attention_kwargs: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build an attention-configured backbone.
+
+    Args:
+        name: a model name (``"resnet50-se"``), a dict with BackboneSpec's fields, or a BackboneSpec.
+        pretrained: load the zoo's weights for this name.
+        num_classes: classifier outputs (0 for none: the network returns pooled features).
+        features_only: return the feature maps of ``out_indices`` instead (timm's FeatureListNet,
+            with ``feature_info.channels()`` and ``.reduction()``).
+        out_indices: which features (0 = stem, 1.. = stages); all by default.
+        checkpoint_path: weights to load: an attnzoo or timm checkpoint of the same network
+            (safetensors, or a .pth/.pt/.bin read with ``weights_only=True``).
+        stages: for stage mechanisms, the stages that get a block (default: the paper's).
+        attention_kwargs: arguments for the attention mechanism.
+        **kwargs: passed to timm's ResNet (``drop_rate``, ``drop_path_rate``, ``in_chans`` ...).
+    """
+    spec = BackboneSpec.from_any(name)
+    if stages is not None or attention_kwargs is not None:
+        spec = dataclasses.replace(
+            spec,
+            stages=spec.stages if stages is None else tuple(stages),
+            attention_kwargs={**spec.attention_kwargs, **(attention_kwargs or {})},
+        )
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
+    if pretrained:
+        raise ValueError(
+            f"no pretrained weights are available for {spec.name!r} yet; pass checkpoint_path= to load a "
+            "checkpoint (timm's weights of the same network load too)"
+        )
+    model = AttentionResNet(spec, num_classes=num_classes, **kwargs)
+    if checkpoint_path is not None:
+        from .checkpoint import load_checkpoint
+
+        load_checkpoint(model, checkpoint_path)
+    if features_only:
+        indices = tuple(range(model.num_stages + 1)) if out_indices is None else tuple(out_indices)
+        bad = [i for i in indices if not 0 <= i <= model.num_stages]
+        if bad or not indices:
+            raise ValueError(f"out_indices must lie in 0..{model.num_stages} for {spec.arch}, got {out_indices!r}")
+        return FeatureListNet(model, out_indices=indices)
+    return model

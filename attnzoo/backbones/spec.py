@@ -1,0 +1,131 @@
+"""Model names and the specs they stand for.
+
+A model name is ``<arch>[-<attention>][.<tag>]``: ``resnet50``, ``resnet50-se``,
+``resnet20-cbam.digits``. The tag names a set of weights, as in timm. A
+:class:`BackboneSpec` says the same as a name and more (which stages get a
+stage block, arguments for the mechanism), so configuration files can describe
+any variant.
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from attnzoo.attention import attention_info, list_attentions
+
+__all__ = ["ARCHITECTURES", "BACKBONE_PLACEMENTS", "BackboneSpec", "parse_model_name"]
+
+# ImageNet-style ResNets (4 stages, 224 x 224) and CIFAR-style ResNets (3 stages of 16/32/64
+# channels, He et al. 2016, for 32 x 32 inputs).
+ARCHITECTURES = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnext50_32x4d",
+    "resnet20",
+    "resnet32",
+    "resnet56",
+)
+
+# Pool mechanisms aggregate sets (frames, regions) and belong to the tasks, not to a backbone.
+BACKBONE_PLACEMENTS = ("block", "stage", "conv", "gate")
+
+
+def _closest(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """An attention-configured backbone.
+
+    Args:
+        arch: one of :data:`ARCHITECTURES`.
+        attention: a registered mechanism of placement block, stage, conv or gate, or None.
+        stages: which stages (1-based) get the mechanism. For stage mechanisms, the stages after
+            which a block is inserted (default: the second-to-last, res4 of an ImageNet ResNet);
+            for block mechanisms, the stages whose blocks carry it (default: every stage, or
+            where the paper put it, e.g. GC in c3-c5). None means the default.
+        attention_kwargs: keyword arguments for the mechanism.
+    """
+
+    arch: str
+    attention: str | None = None
+    stages: tuple[int, ...] | None = None
+    attention_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(
+                f"unknown architecture {self.arch!r}.{_closest(self.arch, ARCHITECTURES)} "
+                f"Known: {', '.join(ARCHITECTURES)}."
+            )
+        if self.attention is not None:
+            if self.attention not in list_attentions():
+                raise ValueError(
+                    f"unknown attention {self.attention!r}.{_closest(self.attention, list_attentions())} "
+                    f"Known: {', '.join(backbone_attentions())}."
+                )
+            placement = attention_info(self.attention).placement
+            if placement not in BACKBONE_PLACEMENTS:
+                raise ValueError(
+                    f"attention {self.attention!r} has placement {placement!r}: it aggregates a set and belongs "
+                    f"to a task, not a backbone. Backbone attentions: {', '.join(backbone_attentions())}."
+                )
+        if self.stages is not None:
+            stages = tuple(self.stages)
+            if self.attention is None or attention_info(self.attention).placement not in ("stage", "block"):
+                raise ValueError(
+                    f"stages={stages!r} applies only to stage and block attentions, not {self.attention!r}"
+                )
+            if not stages or any(isinstance(s, bool) or not isinstance(s, int) for s in stages):
+                raise ValueError(f"stages must be a non-empty sequence of stage numbers, got {self.stages!r}")
+            object.__setattr__(self, "stages", stages)
+        if not isinstance(self.attention_kwargs, Mapping):
+            raise ValueError(f"attention_kwargs must be a mapping, got {type(self.attention_kwargs).__name__}")
+        if self.attention_kwargs and self.attention is None:
+            raise ValueError("attention_kwargs given without an attention")
+
+    @property
+    def name(self) -> str:
+        """The model name: ``<arch>`` or ``<arch>-<attention>``."""
+        return self.arch if self.attention is None else f"{self.arch}-{self.attention}"
+
+    @classmethod
+    def from_any(cls, value: str | Mapping[str, Any] | BackboneSpec) -> BackboneSpec:
+        """A spec from a model name, a dict with the fields, or a spec."""
+        if isinstance(value, BackboneSpec):
+            return value
+        if isinstance(value, str):
+            return parse_model_name(value)[0]
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"arch", "attention", "stages", "attention_kwargs"}
+            if unknown or "arch" not in value:
+                raise ValueError(
+                    f"a backbone spec needs 'arch' and may have 'attention', 'stages', 'attention_kwargs'; "
+                    f"got keys {sorted(value)}"
+                )
+            return cls(**value)
+        raise ValueError(f"expected a model name, a dict or a BackboneSpec, got {type(value).__name__}")
+
+
+def backbone_attentions() -> list[str]:
+    """Registered mechanisms that go into a backbone."""
+    return [n for n in list_attentions() if attention_info(n).placement in BACKBONE_PLACEMENTS]
+
+
+def parse_model_name(name: str) -> tuple[BackboneSpec, str | None]:
+    """``"resnet20-cbam.digits"`` -> (BackboneSpec("resnet20", "cbam"), "digits")."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a model name must be a non-empty string, got {name!r}")
+    base, _, tag = name.partition(".")
+    if _ and not tag:
+        raise ValueError(f"model name {name!r} has an empty tag after '.'")
+    arch, _, attention = base.partition("-")
+    if _ and not attention:
+        raise ValueError(f"model name {name!r} has an empty attention after '-'")
+    return BackboneSpec(arch, attention or None), tag or None

@@ -1,0 +1,157 @@
+"""Regenerate the model table in docs/backbones.md from attnzoo.list_models().
+
+    python docs/backbones_table.py          # rewrite the table in place (several minutes on 2 cores)
+    python docs/backbones_table.py --check  # exit 1 if the file is out of date
+
+Each row builds the model and runs one image through it, so the whole table
+is too slow for a test; tests/test_docs.py checks that the table lists every
+model and re-renders a few rows with :func:`row` and :func:`parameters_cell`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+import attnzoo
+
+DOC = Path(__file__).with_name("backbones.md")
+START, END = "<!-- backbones-table:start -->", "<!-- backbones-table:end -->"
+
+# arch -> (input side, classes, decimals): the setting each family of networks is reported in,
+# ImageNet (224 x 224, 1000 classes) or CIFAR-10 (32 x 32, 10 classes, He et al. 2016).
+SETTINGS = {
+    "resnet18": (224, 1000, 2),
+    "resnet34": (224, 1000, 2),
+    "resnet50": (224, 1000, 2),
+    "resnet101": (224, 1000, 2),
+    "resnext50_32x4d": (224, 1000, 2),
+    "resnet20": (32, 10, 3),
+    "resnet32": (32, 10, 3),
+    "resnet56": (32, 10, 3),
+}
+
+# Published figures (the papers, or timm for its SK ResNets); (~): read second-hand, not yet
+# checked against the paper.
+PAPER = {
+    "resnet20": "0.27 M (He et al.)",
+    "resnet50": "25.56 M / 4.09 GMACs",
+    "resnet50-se": "28.09 M / 4.09 GMACs",
+    "resnet50-srm": "about 25.62 M",
+    "resnet50-eca": "R50 + about 80 parameters",
+    "resnet50-gc": "about 28.08 M",
+    "resnet50-sk": "27.5 M / 4.47 GMACs",
+    "resnet50-cbam": "28.09 M",
+    "resnet18-sk": "11.96 M (timm skresnet18)",
+    "resnet34-sk": "22.28 M (timm skresnet34)",
+    "resnet18-dyconv": "42.7 M (~)",
+}
+
+HEADER = (
+    "| name | architecture | attention | placement | input | parameters (M) | GMACs | paper |\n"
+    "|---|---|---|---|---|---:|---:|---|"
+)
+
+
+def settings(name: str) -> tuple[int, int, int]:
+    """(input side, num_classes, decimals) for a model name."""
+    return SETTINGS[attnzoo.BackboneSpec.from_any(name).arch]
+
+
+def build(name: str) -> torch.nn.Module:
+    return attnzoo.create_model(name, num_classes=settings(name)[1]).eval()
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: torch.nn.Module, side: int) -> int:
+    """Multiply-accumulates of one forward pass on one side x side image (FLOPs / 2)."""
+    x = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0))
+    # FlopCounterMode has no formula for the fused CPU attention kernel; the math backend
+    # runs SDPA as matmuls, which it counts.
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() // 2
+
+
+def parameters_cell(name: str, params: int | None = None) -> str:
+    """The parameters cell of ``name``'s row; counts the parameters unless ``params`` is given."""
+    decimals = settings(name)[2]
+    params = count_parameters(build(name)) if params is None else params
+    return f"{params / 1e6:.{decimals}f}"
+
+
+def row(name: str) -> str:
+    spec = attnzoo.BackboneSpec.from_any(name)
+    side, _, decimals = settings(name)
+    model = build(name)
+    params = count_parameters(model)
+    macs = count_macs(model, side)
+    attention = f"`{spec.attention}`" if spec.attention else "none"
+    placement = attnzoo.attention_info(spec.attention).placement if spec.attention else ""
+    return (
+        f"| `{name}` | {spec.arch} | {attention} | {placement} | {side} x {side} "
+        f"| {parameters_cell(name, params)} | {macs / 1e9:.{decimals}f} | {PAPER.get(name, '')} |"
+    )
+
+
+def render(progress: bool = False) -> str:
+    names = attnzoo.list_models()
+    rows = [HEADER]
+    for i, name in enumerate(names, 1):
+        if progress:
+            print(f"[{i}/{len(names)}] {name}", file=sys.stderr, flush=True)
+        rows.append(row(name))
+    return "\n".join(rows)
+
+
+def table(text: str) -> str:
+    """The generated part of ``text``, between the markers."""
+    _, found, rest = text.partition(START)
+    body, found_end, _ = rest.partition(END)
+    if not (found and found_end):
+        raise ValueError(f"{DOC} must contain the markers {START} and {END}")
+    return body.strip("\n")
+
+
+def table_rows(text: str) -> dict[str, str]:
+    """Model name -> its row, for the table in ``text``."""
+    lines = table(text).splitlines()[2:]
+    return {line.split("|")[1].strip().strip("`"): line for line in lines}
+
+
+def updated(text: str, progress: bool = False) -> str:
+    table(text)
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    return f"{head}{START}\n{render(progress)}\n{END}{tail}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the table is out of date")
+    args = parser.parse_args()
+    text = DOC.read_text()
+    new = updated(text, progress=not args.check)
+    if args.check:
+        if new != text:
+            print(f"{DOC} is out of date: run python {Path(__file__).name}", file=sys.stderr)
+            return 1
+        return 0
+    fd, tmp = tempfile.mkstemp(dir=DOC.parent, prefix=".backbones.md.")
+    with os.fdopen(fd, "w") as f:
+        f.write(new)
+    os.replace(tmp, DOC)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
