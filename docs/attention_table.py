@@ -7,11 +7,10 @@ tests/test_docs.py runs the check, so the table cannot drift from the code.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from generated import regenerate, replace_between
 
 import attnzoo
 
@@ -37,30 +36,8 @@ def render() -> str:
 
 
 def updated(text: str) -> str:
-    head, found, rest = text.partition(START)
-    _, found_end, tail = rest.partition(END)
-    if not (found and found_end):
-        raise ValueError(f"{DOC} must contain the markers {START} and {END}")
-    return f"{head}{START}\n{render()}\n{END}{tail}"
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if the table is out of date")
-    args = parser.parse_args()
-    text = DOC.read_text()
-    new = updated(text)
-    if args.check:
-        if new != text:
-            print(f"{DOC} is out of date: run python {Path(__file__).name}", file=sys.stderr)
-            return 1
-        return 0
-    fd, tmp = tempfile.mkstemp(dir=DOC.parent, prefix=".attention.md.")
-    with os.fdopen(fd, "w") as f:
-        f.write(new)
-    os.replace(tmp, DOC)
-    return 0
+    return replace_between(text, START, END, render())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(regenerate(DOC, updated, Path(__file__).name))

@@ -9,15 +9,14 @@ model and re-renders a few rows with :func:`row` and :func:`parameters_cell`.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
+
+from generated import between, regenerate, replace_between
 
 import attnzoo
 
@@ -115,11 +114,7 @@ def render(progress: bool = False) -> str:
 
 def table(text: str) -> str:
     """The generated part of ``text``, between the markers."""
-    _, found, rest = text.partition(START)
-    body, found_end, _ = rest.partition(END)
-    if not (found and found_end):
-        raise ValueError(f"{DOC} must contain the markers {START} and {END}")
-    return body.strip("\n")
+    return between(text, START, END)
 
 
 def table_rows(text: str) -> dict[str, str]:
@@ -129,29 +124,8 @@ def table_rows(text: str) -> dict[str, str]:
 
 
 def updated(text: str, progress: bool = False) -> str:
-    table(text)
-    head, _, rest = text.partition(START)
-    _, _, tail = rest.partition(END)
-    return f"{head}{START}\n{render(progress)}\n{END}{tail}"
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if the table is out of date")
-    args = parser.parse_args()
-    text = DOC.read_text()
-    new = updated(text, progress=not args.check)
-    if args.check:
-        if new != text:
-            print(f"{DOC} is out of date: run python {Path(__file__).name}", file=sys.stderr)
-            return 1
-        return 0
-    fd, tmp = tempfile.mkstemp(dir=DOC.parent, prefix=".backbones.md.")
-    with os.fdopen(fd, "w") as f:
-        f.write(new)
-    os.replace(tmp, DOC)
-    return 0
+    return replace_between(text, START, END, render(progress))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(regenerate(DOC, lambda text: updated(text, progress=True), Path(__file__).name))

@@ -1,5 +1,6 @@
 """Generated tables in docs/ must match the code that generates them."""
 import importlib.util
+import sys
 from pathlib import Path
 
 import attnzoo
@@ -8,6 +9,9 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def load(script: str):
+    # The scripts import their shared helper (docs/generated.py) as a sibling, as when run from the shell.
+    if str(DOCS) not in sys.path:
+        sys.path.insert(0, str(DOCS))
     spec = importlib.util.spec_from_file_location(script, DOCS / f"{script}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
