@@ -4,6 +4,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import viz
 from .attention import AttentionInfo, attention_info, create_attention, list_attentions, register_attention
 from .backbones import BackboneSpec, create_model, list_models
+from .zoo import load, publish, save_pretrained
 
 try:
     __version__ = version("attnzoo")
@@ -18,6 +19,9 @@ __all__ = [
     "create_model",
     "list_attentions",
     "list_models",
+    "load",
+    "publish",
     "register_attention",
+    "save_pretrained",
     "viz",
 ]

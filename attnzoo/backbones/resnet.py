@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor, nn
 
@@ -140,6 +141,19 @@ class AttentionResNet(ResNet):
         super().__init__(num_classes=num_classes, block_args=block_args, **arch, **kwargs)
         if cifar:
             self._make_cifar_stem(kwargs.get("in_chans", 3))
+        in_chans = kwargs.get("in_chans", 3)
+        # timm's data config (timm.data.resolve_data_config reads it); tasks and the zoo add labels and the like.
+        self.pretrained_cfg = dict(
+            architecture=spec.name,
+            input_size=(in_chans, 32, 32) if cifar else (in_chans, 224, 224),
+            mean=IMAGENET_DEFAULT_MEAN if in_chans == 3 else (0.5,) * in_chans,
+            std=IMAGENET_DEFAULT_STD if in_chans == 3 else (0.5,) * in_chans,
+            interpolation="bilinear",
+            crop_pct=1.0 if cifar else 0.875,
+            num_classes=num_classes,
+            first_conv="conv1",
+            classifier="fc",
+        )
         if placement == "block":
             self._keep_block_attention(spec.stages)
         elif placement == "conv":

@@ -1,0 +1,68 @@
+"""Model cards: the README.md of a published model, a Hub card with YAML front matter."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from attnzoo.attention import attention_info
+
+__all__ = ["render_card"]
+
+_TASK_TYPES = {"classification": "image-classification"}
+
+
+def render_card(config: Mapping[str, Any], metrics: Mapping[str, float] | None, recipe: str | None) -> ModelCard:
+    """A Hub model card for the model described by ``config`` (see :func:`attnzoo.save_pretrained`)."""
+    name, attention = config["name"], config["spec"].get("attention")
+    task_type = _TASK_TYPES.get(config["task"], config["task"])
+    dataset = config.get("dataset") or "custom"
+    results = [
+        EvalResult(
+            task_type=task_type,
+            dataset_type=dataset,
+            dataset_name=dataset,
+            metric_type=metric,
+            metric_name=metric,
+            metric_value=float(value),
+        )
+        for metric, value in (metrics or {}).items()
+    ]
+    data = ModelCardData(
+        library_name="attnzoo",
+        license=config.get("license", "apache-2.0"),
+        tags=["attnzoo", task_type, *([f"attention:{attention}"] if attention else [])],
+        datasets=[dataset] if config.get("dataset") else None,
+        pipeline_tag=task_type if task_type == "image-classification" else None,
+        model_name=name,
+        eval_results=results or None,
+    )
+    lines = [
+        "---",
+        data.to_yaml(),
+        "---",
+        "",
+        f"# {name}",
+        "",
+        f"An attnzoo `{config['spec']['arch']}` network"
+        + (f" with `{attention}` attention" if attention else "")
+        + f" for {config['task']}, {config['num_classes']} classes, input {'x'.join(map(str, config['input_size']))}.",
+        "",
+        "## How to load",
+        "",
+        "```python",
+        "import attnzoo",
+        "",
+        'model = attnzoo.load("ORG/NAME")  # this repo\'s id, or a local folder holding these files',
+        "```",
+    ]
+    if metrics:
+        lines += ["", "## Metrics", "", "| metric | value |", "|---|---:|"]
+        lines += [f"| {metric} | {float(value):.4g} |" for metric, value in metrics.items()]
+    if recipe:
+        lines += ["", "## Recipe", "", "```yaml", recipe.strip(), "```"]
+    if attention:
+        info = attention_info(attention)
+        lines += ["", "## Paper", "", f"{info.title} ({info.year}), {info.paper_url}"]
+    return ModelCard("\n".join(lines) + "\n")

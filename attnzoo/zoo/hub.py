@@ -1,0 +1,242 @@
+"""Save, publish and load attnzoo models in the Hugging Face Hub layout.
+
+A model folder (and a Hub repo) holds ``config.json`` (how to rebuild the
+network and feed it), ``model.safetensors`` and ``README.md`` (a model card).
+Weights are read from safetensors only: nothing from a download is unpickled.
+Downloads go through huggingface_hub, so its cache and ``HF_ENDPOINT``,
+``HF_HOME``, ``HF_HUB_OFFLINE`` and tokens apply.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from attnzoo.backbones import AttentionResNet, BackboneSpec, create_model
+
+from .cards import render_card
+
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "load", "publish", "save_pretrained"]
+
+CONFIG_NAME, WEIGHTS_NAME, CARD_NAME = "config.json", "model.safetensors", "README.md"
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# org/name as the Hub allows them; no "..", no leading or trailing separators.
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+def _version() -> str:
+    from attnzoo import __version__
+
+    return __version__
+
+
+def model_config(model: nn.Module) -> dict[str, Any]:
+    """What ``config.json`` records of ``model``: enough to rebuild it and to feed it."""
+    if not isinstance(model, AttentionResNet):
+        raise ValueError(f"save_pretrained takes an attnzoo backbone (attnzoo.create_model), got {type(model).__name__}")
+    spec, cfg = model.spec, model.pretrained_cfg
+    return {
+        "name": cfg.get("name", spec.name),
+        "spec": {
+            "arch": spec.arch,
+            "attention": spec.attention,
+            "stages": list(spec.stages) if spec.stages else None,
+            "attention_kwargs": dict(spec.attention_kwargs),
+        },
+        "task": cfg.get("task", "classification"),
+        "num_classes": model.num_classes,
+        "labels": cfg.get("labels"),
+        "dataset": cfg.get("dataset"),
+        "input_size": list(cfg["input_size"]),
+        "mean": list(cfg["mean"]),
+        "std": list(cfg["std"]),
+        "license": cfg.get("license", "apache-2.0"),
+        "attnzoo_version": _version(),
+    }
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move the finished folder ``new`` to ``target``, replacing what was there."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, old)
+        os.replace(new, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(new, target)
+
+
+def save_pretrained(
+    model: nn.Module,
+    directory: str | Path,
+    *,
+    metrics: Mapping[str, float] | None = None,
+    recipe: str | None = None,
+) -> Path:
+    """Write a Hub-ready folder: config.json, model.safetensors and a model card (README.md).
+
+    It is written to a temporary folder beside ``directory`` and renamed into
+    place, so an interrupted save leaves no half-written folder.
+    """
+    directory = Path(directory)
+    config = model_config(model)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        render_card(config, metrics, recipe).save(tmp / CARD_NAME)
+        _replace_dir(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _read_weights(path: Path) -> dict:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"weights file {str(path)!r} is truncated or corrupt: {err}") from None
+
+
+def _build(config: Mapping[str, Any], weights: Path, source: str) -> nn.Module:
+    model = create_model(BackboneSpec.from_any(config["spec"]), num_classes=config["num_classes"])
+    state = _read_weights(weights)
+    missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
+    if missing or unexpected:
+        raise ValueError(
+            f"{source}: the weights do not fit the network in config.json "
+            f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
+        )
+    model.load_state_dict(state, strict=True)
+    model.pretrained_cfg = {**model.pretrained_cfg, **config}
+    return model.eval()
+
+
+def _refuse_pickles(files: list[str], source: str) -> None:
+    pickles = [f for f in files if f.endswith(_PICKLE_SUFFIXES)]
+    raise ValueError(
+        f"{source} has no {WEIGHTS_NAME}"
+        + (f", only pickle files ({', '.join(pickles)}), which attnzoo never unpickles" if pickles else "")
+        + "; publish it with attnzoo.save_pretrained / attnzoo.publish"
+    )
+
+
+def _from_folder(folder: Path) -> nn.Module:
+    if not (folder / CONFIG_NAME).is_file():
+        raise ValueError(f"folder {str(folder)!r} has no {CONFIG_NAME}: it is not an attnzoo model folder")
+    if not (folder / WEIGHTS_NAME).is_file():
+        _refuse_pickles([p.name for p in folder.iterdir()], f"folder {str(folder)!r}")
+    return _build(json.loads((folder / CONFIG_NAME).read_text()), folder / WEIGHTS_NAME, f"folder {str(folder)!r}")
+
+
+def _from_hub(repo_id: str, revision: str | None, local_files_only: bool) -> nn.Module:
+    where = f"Hub repo {repo_id!r}" + (f" at revision {revision!r}" if revision else "")
+
+    def fetch(filename: str) -> Path:
+        try:
+            return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=local_files_only))
+        except LocalEntryNotFoundError:
+            raise ValueError(
+                f"{where} is not in the local cache ({os.environ.get('HF_HOME', '~/.cache/huggingface')}) and "
+                f"downloads are off (HF_HUB_OFFLINE or local_files_only); fetch it once with network access: "
+                f"python -c \"import attnzoo; attnzoo.load('{repo_id}')\""
+            ) from None
+
+    try:
+        config = fetch(CONFIG_NAME)
+    except (RepositoryNotFoundError, EntryNotFoundError):
+        raise ValueError(
+            f"{where} does not exist, has no {CONFIG_NAME}, or needs a token you do not have (HF_TOKEN)"
+        ) from None
+    try:
+        weights = fetch(WEIGHTS_NAME)
+    except (RepositoryNotFoundError, EntryNotFoundError):  # self-hosted mirrors answer a missing file as a missing repo
+        _refuse_pickles(HfApi().list_repo_files(repo_id, revision=revision or "main"), where)
+    return _build(json.loads(config.read_text()), weights, where)
+
+
+def load(source: str | Path, *, revision: str | None = None, local_files_only: bool = False) -> nn.Module:
+    """A pretrained model from a local folder or a Hub repo id (``org/name``), in eval mode.
+
+    The network is rebuilt from config.json and its weights loaded strictly;
+    ``model.pretrained_cfg`` holds the config (labels, input size, mean/std).
+    """
+    if isinstance(source, Path) or Path(str(source)).is_dir():
+        return _from_folder(Path(source))
+    if not isinstance(source, str) or not _REPO_ID.match(source) or ".." in source:
+        raise ValueError(f"{source!r} is neither a model folder nor a Hub repo id of the form 'org/name'")
+    return _from_hub(source, revision, local_files_only)
+
+
+def _check_folder(directory: Path) -> None:
+    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME) if not (directory / n).is_file()]
+    if missing:
+        raise ValueError(f"{str(directory)!r} is not a saved model folder: no {', '.join(missing)} (save_pretrained writes them)")
+
+
+def _git(cwd: Path, *args: str) -> str:
+    identity = ["-c", "user.name=attnzoo", "-c", "user.email=attnzoo@localhost"]
+    return subprocess.run(["git", *identity, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def publish(
+    directory: str | Path,
+    repo_id: str,
+    *,
+    revision: str = "main",
+    token: str | None = None,
+    private: bool = False,
+    mirror: str | Path | None = None,
+) -> str:
+    """Publish a saved model folder; returns the commit id.
+
+    Without ``mirror`` it is uploaded to the Hub (create_repo, a branch for a
+    ``revision`` other than main, upload_folder).
+    With ``mirror=ROOT`` it is committed into the git repo ``ROOT/models/<repo_id>``,
+    the layout a self-hosted Hub mirror (olah) serves to machines without
+    internet; a ``revision`` other than main is set as a tag on that commit.
+    """
+    directory = Path(directory)
+    _check_folder(directory)
+    if not _REPO_ID.match(repo_id) or ".." in repo_id:
+        raise ValueError(f"repo_id must look like 'org/name', got {repo_id!r}")
+    name = json.loads((directory / CONFIG_NAME).read_text()).get("name", repo_id)
+    message = f"Publish {name}"
+    if mirror is None:
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        info = api.upload_folder(folder_path=str(directory), repo_id=repo_id, revision=revision, commit_message=message)
+        return info.oid
+    repo = Path(mirror) / "models" / repo_id
+    if not (repo / ".git").is_dir():
+        repo.mkdir(parents=True, exist_ok=True)
+        _git(repo, "init", "-q", "-b", "main")
+    for old in _git(repo, "ls-files", "-z").split("\0"):
+        if old:
+            (repo / old).unlink()
+    for path in directory.iterdir():
+        if path.is_file():
+            shutil.copy2(path, repo / path.name)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "--allow-empty", "-m", message)
+    if revision != "main":
+        _git(repo, "tag", "-f", revision)
+    return _git(repo, "rev-parse", "HEAD").strip()
