@@ -10,18 +10,39 @@ from typing import Any
 from timm.models._features import FeatureListNet
 from torch import nn
 
+from .checkpoint import load_checkpoint
 from .resnet import AttentionResNet
 from .spec import ARCHITECTURES, BackboneSpec, backbone_attentions
 
 __all__ = ["ARCHITECTURES", "AttentionResNet", "BackboneSpec", "create_model", "list_models"]
 
 
-def list_models(pattern: str = "*") -> list[str]:
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     """Every buildable model name (each architecture, plain and with each backbone attention) matching
-    ``pattern`` (fnmatch wildcards: ``"resnet50-*"``, ``"*-cbam"``)."""
+    ``pattern`` (fnmatch wildcards: ``"resnet50-*"``, ``"*-cbam"``); with ``pretrained=True``, the zoo's
+    names with their weight tags (``"resnet50-sk.ra_in1k"``)."""
+    if pretrained:
+        from attnzoo.zoo.catalog import list_pretrained
+
+        return list_pretrained(pattern)
     names = [arch for arch in ARCHITECTURES]
     names += [f"{arch}-{attention}" for arch in ARCHITECTURES for attention in backbone_attentions()]
     return sorted(fnmatch.filter(names, pattern))
+
+
+def _pretrained(name: str, spec: BackboneSpec, num_classes: int, kwargs: Mapping[str, Any]) -> AttentionResNet:
+    """``spec`` with the zoo's weights for ``name``; a new classifier when ``num_classes`` differs."""
+    from attnzoo.zoo.catalog import resolve
+    from attnzoo.zoo.hub import fetch_pretrained
+
+    config, weights = fetch_pretrained(resolve(name))
+    model = AttentionResNet(spec, num_classes=config["num_classes"], **kwargs)
+    load_checkpoint(model, weights)
+    model.pretrained_cfg.update(config)
+    if num_classes != config["num_classes"]:
+        model.reset_classifier(num_classes)
+        model.pretrained_cfg.update(num_classes=num_classes, labels=None)
+    return model
 
 
 def create_model(
@@ -40,7 +61,8 @@ def create_model(
 
     Args:
         name: a model name (``"resnet50-se"``), a dict with BackboneSpec's fields, or a BackboneSpec.
-        pretrained: load the zoo's weights for this name.
+        pretrained: load the zoo's weights for this name (tagged, or the default tag); with another
+            ``num_classes`` than the weights have, the classifier is new.
         num_classes: classifier outputs (0 for none: the network returns pooled features).
         features_only: return the feature maps of ``out_indices`` instead (timm's FeatureListNet,
             with ``feature_info.channels()`` and ``.reduction()``).
@@ -60,15 +82,13 @@ def create_model(
         )
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
         raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
+    if pretrained and checkpoint_path is not None:
+        raise ValueError("give pretrained=True or checkpoint_path, not both")
     if pretrained:
-        raise ValueError(
-            f"no pretrained weights are available for {spec.name!r} yet; pass checkpoint_path= to load a "
-            "checkpoint (timm's weights of the same network load too)"
-        )
-    model = AttentionResNet(spec, num_classes=num_classes, **kwargs)
+        model = _pretrained(name if isinstance(name, str) else spec.name, spec, num_classes, kwargs)
+    else:
+        model = AttentionResNet(spec, num_classes=num_classes, **kwargs)
     if checkpoint_path is not None:
-        from .checkpoint import load_checkpoint
-
         load_checkpoint(model, checkpoint_path)
     if features_only:
         indices = tuple(range(model.num_stages + 1)) if out_indices is None else tuple(out_indices)

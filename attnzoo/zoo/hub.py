@@ -8,6 +8,7 @@ Downloads go through huggingface_hub, so its cache and ``HF_ENDPOINT``,
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -20,14 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import HfApi, hf_hub_download
+from timm.data import ImageNetInfo
+from timm.models import get_pretrained_cfg
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from attnzoo.backbones import AttentionResNet, BackboneSpec, create_model
+from attnzoo.backbones.checkpoint import load_checkpoint
 
 from .cards import render_card
+from .catalog import ZooEntry, is_zoo_name, resolve
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "load", "publish", "save_pretrained"]
 
@@ -145,42 +150,117 @@ def _from_folder(folder: Path) -> nn.Module:
     return _build(json.loads((folder / CONFIG_NAME).read_text()), folder / WEIGHTS_NAME, f"folder {str(folder)!r}")
 
 
+def _download(
+    repo_id: str, filename: str, revision: str | None, local_files_only: bool, where: str, source: str | None = None
+) -> Path:
+    """A file of a Hub repo in the local cache; ``source`` is what to pass to attnzoo.load to fetch it again."""
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=local_files_only))
+    except LocalEntryNotFoundError:
+        raise ValueError(
+            f"{where} is not in the local cache ({os.environ.get('HF_HOME', '~/.cache/huggingface')}) and "
+            f"downloads are off (HF_HUB_OFFLINE or local_files_only); fetch it once with network access: "
+            f"python -c \"import attnzoo; attnzoo.load('{source or repo_id}')\""
+        ) from None
+
+
 def _from_hub(repo_id: str, revision: str | None, local_files_only: bool) -> nn.Module:
     where = f"Hub repo {repo_id!r}" + (f" at revision {revision!r}" if revision else "")
-
-    def fetch(filename: str) -> Path:
-        try:
-            return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=local_files_only))
-        except LocalEntryNotFoundError:
-            raise ValueError(
-                f"{where} is not in the local cache ({os.environ.get('HF_HOME', '~/.cache/huggingface')}) and "
-                f"downloads are off (HF_HUB_OFFLINE or local_files_only); fetch it once with network access: "
-                f"python -c \"import attnzoo; attnzoo.load('{repo_id}')\""
-            ) from None
-
     try:
-        config = fetch(CONFIG_NAME)
+        config = _download(repo_id, CONFIG_NAME, revision, local_files_only, where)
     except (RepositoryNotFoundError, EntryNotFoundError):
         raise ValueError(
             f"{where} does not exist, has no {CONFIG_NAME}, or needs a token you do not have (HF_TOKEN)"
         ) from None
     try:
-        weights = fetch(WEIGHTS_NAME)
+        weights = _download(repo_id, WEIGHTS_NAME, revision, local_files_only, where)
     except (RepositoryNotFoundError, EntryNotFoundError):  # self-hosted mirrors answer a missing file as a missing repo
         _refuse_pickles(HfApi().list_repo_files(repo_id, revision=revision or "main"), where)
     return _build(json.loads(config.read_text()), weights, where)
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _timm_config(entry: ZooEntry) -> dict[str, Any]:
+    """config.json's fields for timm's ImageNet weights, from timm's own data config."""
+    cfg = get_pretrained_cfg(entry.timm).to_dict()
+    spec = entry.spec
+    return {
+        "name": entry.name,
+        "spec": {"arch": spec.arch, "attention": spec.attention, "stages": None, "attention_kwargs": {}},
+        "task": entry.task,
+        "num_classes": cfg["num_classes"],
+        "labels": ImageNetInfo().label_names(),
+        "dataset": "imagenet-1k",
+        "input_size": list(cfg["input_size"]),
+        "mean": list(cfg["mean"]),
+        "std": list(cfg["std"]),
+        "interpolation": cfg["interpolation"],
+        "crop_pct": cfg["crop_pct"],
+        "license": entry.license,
+    }
+
+
+def fetch_pretrained(
+    entry: ZooEntry, revision: str | None = None, local_files_only: bool = False
+) -> tuple[dict[str, Any], Path]:
+    """A zoo entry's config and its weights file in the local cache, its sha256 checked."""
+    revision = revision or entry.revision
+    where = f"zoo entry {entry.name!r} (Hub repo {entry.repo!r} at revision {revision!r})"
+    try:
+        weights = _download(entry.repo, entry.filename, revision, local_files_only, where, entry.name)
+        if entry.timm is None:
+            config_file = _download(entry.repo, CONFIG_NAME, revision, local_files_only, where, entry.name)
+            config = json.loads(config_file.read_text())
+        else:
+            config = _timm_config(entry)
+    except (RepositoryNotFoundError, EntryNotFoundError):
+        raise ValueError(f"{where}: the repo or its {entry.filename} cannot be found") from None
+    if entry.sha256 is not None:
+        actual = _sha256(weights)
+        if actual != entry.sha256:
+            # The cache holds a link to a blob: remove both, so the next call downloads again.
+            blob = weights.resolve()
+            weights.unlink(missing_ok=True)
+            blob.unlink(missing_ok=True)
+            raise ValueError(
+                f"{where}: {entry.filename} has sha256 {actual}, the catalog expects {entry.sha256}; "
+                "the bad copy was removed from the cache"
+            )
+    return config, weights
+
+
+def _from_catalog(entry: ZooEntry, revision: str | None, local_files_only: bool) -> nn.Module:
+    config, weights = fetch_pretrained(entry, revision, local_files_only)
+    if entry.timm is None:
+        return _build(config, weights, f"zoo entry {entry.name!r}")
+    model = create_model(entry.spec, num_classes=config["num_classes"])
+    load_checkpoint(model, weights)  # timm's key names mapped onto attnzoo's
+    model.pretrained_cfg = {**model.pretrained_cfg, **config}
+    return model.eval()
+
+
 def load(source: str | Path, *, revision: str | None = None, local_files_only: bool = False) -> nn.Module:
-    """A pretrained model from a local folder or a Hub repo id (``org/name``), in eval mode.
+    """A pretrained model from a zoo name, a local folder or a Hub repo id (``org/name``), in eval mode.
 
     The network is rebuilt from config.json and its weights loaded strictly;
     ``model.pretrained_cfg`` holds the config (labels, input size, mean/std).
     """
     if isinstance(source, Path) or Path(str(source)).is_dir():
         return _from_folder(Path(source))
+    if isinstance(source, str) and "/" not in source and is_zoo_name(source):
+        return _from_catalog(resolve(source), revision, local_files_only)
     if not isinstance(source, str) or not _REPO_ID.match(source) or ".." in source:
-        raise ValueError(f"{source!r} is neither a model folder nor a Hub repo id of the form 'org/name'")
+        raise ValueError(
+            f"{source!r} is neither a zoo name (attnzoo.list_models(pretrained=True)), a model folder, "
+            "nor a Hub repo id of the form 'org/name'"
+        )
     return _from_hub(source, revision, local_files_only)
 
 

@@ -131,7 +131,7 @@ def test_missing_repo_and_bad_sources(tmp_path, hub):
     with pytest.raises(ValueError, match="'acme/nothing' does not exist"):
         attnzoo.load("acme/nothing")
     for bad in ("../etc", "acme/../x", "not a repo", "a/b/c"):
-        with pytest.raises(ValueError, match="neither a model folder nor a Hub repo id"):
+        with pytest.raises(ValueError, match=r"is neither a zoo name .*, a model folder, nor a Hub repo id"):
             attnzoo.load(bad)
     with pytest.raises(ValueError, match="no config.json"):
         attnzoo.load(tmp_path)

@@ -1,0 +1,79 @@
+"""The zoo's catalog: every published name with its weights source, integrity and metrics.
+
+The data lives in ``catalog.json`` beside this file. A name is
+``<arch>-<attention>.<tag>``; the name without its tag means the entry
+marked ``default`` for that network (``resnet50-sk`` -> ``resnet50-sk.ra_in1k``).
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from attnzoo.backbones.spec import BackboneSpec, parse_model_name
+
+__all__ = ["ZooEntry", "catalog", "list_pretrained", "resolve"]
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    task: str
+    source: dict[str, str]
+    sha256: str | None
+    metrics: dict[str, float]
+    license: str
+    default: bool = False
+    timm: str | None = None
+    metrics_source: str | None = None
+
+    @property
+    def spec(self) -> BackboneSpec:
+        return parse_model_name(self.name)[0]
+
+    @property
+    def repo(self) -> str:
+        return self.source["repo"]
+
+    @property
+    def filename(self) -> str:
+        return self.source["filename"]
+
+    @property
+    def revision(self) -> str:
+        return self.source["revision"]
+
+
+@cache
+def catalog() -> dict[str, ZooEntry]:
+    """Name -> entry, read once from catalog.json."""
+    data = json.loads(resources.files("attnzoo.zoo").joinpath("catalog.json").read_text())
+    return {name: ZooEntry(name=name, **fields) for name, fields in data["entries"].items()}
+
+
+def resolve(name: str) -> ZooEntry:
+    """The entry for a zoo name, tagged or not; ValueError with the closest names otherwise."""
+    entries = catalog()
+    if name in entries:
+        return entries[name]
+    defaults = [e for e in entries.values() if e.default and e.spec.name == name]
+    if defaults:
+        return defaults[0]
+    close = difflib.get_close_matches(name, list(entries) + [e.spec.name for e in entries.values()], n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"{name!r} is not in the zoo.{hint} See attnzoo.list_models(pretrained=True) or `attnzoo zoo list`.")
+
+
+def is_zoo_name(name: str) -> bool:
+    try:
+        resolve(name)
+    except ValueError:
+        return False
+    return True
+
+
+def list_pretrained(pattern: str = "*") -> list[str]:
+    """Zoo names (with their tags) matching ``pattern``."""
+    return sorted(fnmatch.filter(catalog(), pattern))
