@@ -24,8 +24,7 @@ from huggingface_hub import HfApi, hf_hub_download
 from timm.data import ImageNetInfo
 from timm.models import get_pretrained_cfg
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from attnzoo.backbones import AttentionResNet, BackboneSpec, create_model
@@ -112,23 +111,9 @@ def save_pretrained(
     return directory
 
 
-def _read_weights(path: Path) -> dict:
-    try:
-        return load_file(path)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"weights file {str(path)!r} is truncated or corrupt: {err}") from None
-
-
-def _build(config: Mapping[str, Any], weights: Path, source: str) -> nn.Module:
+def _build(config: Mapping[str, Any], weights: Path) -> nn.Module:
     model = create_model(BackboneSpec.from_any(config["spec"]), num_classes=config["num_classes"])
-    state = _read_weights(weights)
-    missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
-    if missing or unexpected:
-        raise ValueError(
-            f"{source}: the weights do not fit the network in config.json "
-            f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
-        )
-    model.load_state_dict(state, strict=True)
+    load_checkpoint(model, weights)
     model.pretrained_cfg = {**model.pretrained_cfg, **config}
     return model.eval()
 
@@ -147,7 +132,7 @@ def _from_folder(folder: Path) -> nn.Module:
         raise ValueError(f"folder {str(folder)!r} has no {CONFIG_NAME}: it is not an attnzoo model folder")
     if not (folder / WEIGHTS_NAME).is_file():
         _refuse_pickles([p.name for p in folder.iterdir()], f"folder {str(folder)!r}")
-    return _build(json.loads((folder / CONFIG_NAME).read_text()), folder / WEIGHTS_NAME, f"folder {str(folder)!r}")
+    return _build(json.loads((folder / CONFIG_NAME).read_text()), folder / WEIGHTS_NAME)
 
 
 def _download(
@@ -176,7 +161,7 @@ def _from_hub(repo_id: str, revision: str | None, local_files_only: bool) -> nn.
         weights = _download(repo_id, WEIGHTS_NAME, revision, local_files_only, where)
     except (RepositoryNotFoundError, EntryNotFoundError):  # self-hosted mirrors answer a missing file as a missing repo
         _refuse_pickles(HfApi().list_repo_files(repo_id, revision=revision or "main"), where)
-    return _build(json.loads(config.read_text()), weights, where)
+    return _build(json.loads(config.read_text()), weights)
 
 
 def _sha256(path: Path) -> str:
@@ -238,12 +223,9 @@ def fetch_pretrained(
 
 def _from_catalog(entry: ZooEntry, revision: str | None, local_files_only: bool) -> nn.Module:
     config, weights = fetch_pretrained(entry, revision, local_files_only)
-    if entry.timm is None:
-        return _build(config, weights, f"zoo entry {entry.name!r}")
-    model = create_model(entry.spec, num_classes=config["num_classes"])
-    load_checkpoint(model, weights)  # timm's key names mapped onto attnzoo's
-    model.pretrained_cfg = {**model.pretrained_cfg, **config}
-    return model.eval()
+    # timm's entries have no attnzoo config.json: their config is built from timm's data config,
+    # and load_checkpoint maps timm's key names onto attnzoo's.
+    return _build(config, weights)
 
 
 def load(source: str | Path, *, revision: str | None = None, local_files_only: bool = False) -> nn.Module:
