@@ -16,6 +16,7 @@ __all__ = [
     "check_fraction",
     "check_input",
     "check_positive_int",
+    "reduced_channels",
     "softmax_fp32",
     "tokens",
 ]
@@ -87,6 +88,11 @@ def check_conv_args(
             f"attention {name!r}: groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
         )
     return out_channels
+
+
+def reduced_channels(name: str, channels: int, ratio: float, arg: str = "rd_ratio") -> int:
+    """round(channels * ratio), at least 1, with ``ratio`` checked to lie in (0, 1]."""
+    return max(1, round(channels * check_fraction(name, arg, ratio)))
 
 
 def check_choice(name: str, arg: str, value: object, choices: Sequence[object]) -> object:

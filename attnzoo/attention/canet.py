@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import AttentionModule, check_fraction, check_positive_int
+from .base import AttentionModule, check_positive_int, reduced_channels
 from .registry import register_attention
 
 __all__ = ["ConcatenatedAttention"]
@@ -42,7 +42,7 @@ class ConcatenatedAttention(AttentionModule, nn.Module):
     def __init__(self, channels: int, rd_ratio: float = 1 / 16) -> None:
         super().__init__()
         self.channels = check_positive_int("canet", "channels", channels)
-        hidden = max(1, round(channels * check_fraction("canet", "rd_ratio", rd_ratio)))
+        hidden = reduced_channels("canet", channels, rd_ratio)
         self.pixel = nn.Conv2d(channels, channels, 1)
         self.channel = nn.Sequential(
             nn.AdaptiveAvgPool2d(1),

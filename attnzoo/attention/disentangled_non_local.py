@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import AttentionModule, check_fraction, check_positive_int, is_recording, softmax_fp32, tokens
+from .base import AttentionModule, check_positive_int, is_recording, reduced_channels, softmax_fp32, tokens
 from .registry import register_attention
 
 __all__ = ["DisentangledNonLocal"]
@@ -67,10 +67,8 @@ class DisentangledNonLocal(AttentionModule, nn.Module):
     ) -> None:
         super().__init__()
         self.channels = check_positive_int("dnl", "channels", channels)
-        check_fraction("dnl", "rd_ratio", rd_ratio)
-        if inner_channels is None:
-            inner_channels = max(1, round(channels * rd_ratio))
-        d = check_positive_int("dnl", "inner_channels", inner_channels)
+        width = reduced_channels("dnl", channels, rd_ratio)
+        d = check_positive_int("dnl", "inner_channels", width if inner_channels is None else inner_channels)
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
             raise ValueError(f"attention 'dnl': temperature must be a positive number, got {temperature!r}")
         self.scale = 1.0 / (d**0.5 * temperature)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import AttentionModule, check_fraction, check_positive_int
+from .base import AttentionModule, check_positive_int, reduced_channels
 from .registry import register_attention
 
 __all__ = ["GlobalReasoning"]
@@ -46,8 +46,8 @@ class GlobalReasoning(AttentionModule, nn.Module):
     def __init__(self, channels: int, state_ratio: float = 1 / 2, node_ratio: float = 1 / 4) -> None:
         super().__init__()
         self.channels = check_positive_int("glore", "channels", channels)
-        self.num_states = max(1, round(channels * check_fraction("glore", "state_ratio", state_ratio)))
-        self.num_nodes = max(1, round(channels * check_fraction("glore", "node_ratio", node_ratio)))
+        self.num_states = reduced_channels("glore", channels, state_ratio, "state_ratio")
+        self.num_nodes = reduced_channels("glore", channels, node_ratio, "node_ratio")
         self.conv_state = nn.Conv2d(channels, self.num_states, 1)
         self.conv_proj = nn.Conv2d(channels, self.num_nodes, 1)
         self.node_conv = nn.Conv1d(self.num_nodes, self.num_nodes, 1)

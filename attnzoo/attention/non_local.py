@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import AttentionModule, check_fraction, check_positive_int, is_recording, softmax_fp32, tokens
+from .base import AttentionModule, check_positive_int, is_recording, reduced_channels, softmax_fp32, tokens
 from .registry import register_attention
 
 __all__ = ["NonLocal"]
@@ -53,10 +53,8 @@ class NonLocal(AttentionModule, nn.Module):
     ) -> None:
         super().__init__()
         self.channels = check_positive_int("nl", "channels", channels)
-        check_fraction("nl", "rd_ratio", rd_ratio)
-        if inner_channels is None:
-            inner_channels = max(1, round(channels * rd_ratio))
-        d = check_positive_int("nl", "inner_channels", inner_channels)
+        width = reduced_channels("nl", channels, rd_ratio)
+        d = check_positive_int("nl", "inner_channels", width if inner_channels is None else inner_channels)
         if not isinstance(use_scale, bool):
             raise ValueError(f"attention 'nl': use_scale must be a bool, got {use_scale!r}")
         self.scale = d**-0.5 if use_scale else 1.0

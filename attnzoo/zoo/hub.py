@@ -41,6 +41,10 @@ _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 
+def _is_repo_id(value: object) -> bool:
+    return isinstance(value, str) and bool(_REPO_ID.match(value)) and ".." not in value
+
+
 def _version() -> str:
     from attnzoo import __version__
 
@@ -238,7 +242,7 @@ def load(source: str | Path, *, revision: str | None = None, local_files_only: b
         return _from_folder(Path(source))
     if isinstance(source, str) and "/" not in source and is_zoo_name(source):
         return _from_catalog(resolve(source), revision, local_files_only)
-    if not isinstance(source, str) or not _REPO_ID.match(source) or ".." in source:
+    if not _is_repo_id(source):
         raise ValueError(
             f"{source!r} is neither a zoo name (attnzoo.list_models(pretrained=True)), a model folder, "
             "nor a Hub repo id of the form 'org/name'"
@@ -276,7 +280,7 @@ def publish(
     """
     directory = Path(directory)
     _check_folder(directory)
-    if not _REPO_ID.match(repo_id) or ".." in repo_id:
+    if not _is_repo_id(repo_id):
         raise ValueError(f"repo_id must look like 'org/name', got {repo_id!r}")
     name = json.loads((directory / CONFIG_NAME).read_text()).get("name", repo_id)
     message = f"Publish {name}"
