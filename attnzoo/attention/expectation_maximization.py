@@ -13,9 +13,9 @@ L2-normalise each basis -> reconstruction ``x_hat = mu z^T`` -> ReLU -> 1x1 conv
 The starting bases are a buffer, updated only in training by the moving
 average of the authors' code, ``mu0 <- 0.9 mu0 + 0.1 mean_batch(mu_T)`` (no
 renormalisation afterwards, as there; mmsegmentation also L2-normalises the
-batch mean), and left unchanged in eval. Under DDP each rank updates its own
-copy and DDP's default buffer broadcast keeps rank 0's; the batch mean is not
-all-reduced across ranks as mmsegmentation does.
+batch mean), and left unchanged in eval. Under DDP the batch mean is averaged
+over all ranks first (all-reduce, as the authors' ``reduce_tensor`` and
+mmsegmentation do), so every rank keeps the same bases.
 
 Deviations from the authors' code, stated honestly:
 
@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -89,7 +90,11 @@ class EMAttention(AttentionModule, nn.Module):
             recon = bases @ z.transpose(1, 2)
         if self.training:
             with torch.no_grad():
-                self.bases.mul_(self.momentum).add_(bases.mean(0, keepdim=True), alpha=1.0 - self.momentum)
+                batch_mean = bases.mean(0, keepdim=True)
+                if dist.is_available() and dist.is_initialized():  # the authors' reduce_tensor: one mean over all ranks
+                    dist.all_reduce(batch_mean)
+                    batch_mean /= dist.get_world_size()
+                self.bases.mul_(self.momentum).add_(batch_mean, alpha=1.0 - self.momentum)
         self._record(z)
         recon = F.relu(recon).to(x.dtype).reshape(b, c, h, w)
         return x + self.norm(self.conv_out(recon))

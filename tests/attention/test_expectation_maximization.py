@@ -87,3 +87,31 @@ def test_gradient_flows_through_last_iteration_only():
 )
 def test_bad_arguments(kwargs):
     assert_bad_arguments("ema", **{"channels": 16, **kwargs})
+
+
+def _ddp_rank(rank: int, init_file: str, results: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    torch.manual_seed(0)  # the same module on both ranks
+    m = attnzoo.create_attention("ema", 8, num_bases=4).train()
+    x = torch.randn(2, 8, 5, 6, generator=torch.Generator().manual_seed(rank + 1))  # different data per rank
+    m(x)
+    torch.save(m.bases, f"{results}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_bases_are_averaged_over_ranks_under_ddp(tmp_path):
+    torch.multiprocessing.spawn(_ddp_rank, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    torch.testing.assert_close(rank0, rank1)
+    # The same update computed in one process from both ranks' batches.
+    torch.manual_seed(0)
+    m = attnzoo.create_attention("ema", 8, num_bases=4).train()
+    start = m.bases.clone()
+    means = []
+    for rank in range(2):
+        m.bases.copy_(start)
+        m(torch.randn(2, 8, 5, 6, generator=torch.Generator().manual_seed(rank + 1)))
+        means.append((m.bases - 0.9 * start) / 0.1)
+    torch.testing.assert_close(rank0, 0.9 * start + 0.1 * (means[0] + means[1]) / 2)
