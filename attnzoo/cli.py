@@ -1,8 +1,11 @@
-"""The ``attnzoo`` command: the model zoo and publishing.
+"""The ``attnzoo`` command: Lightning's CLI for the tasks, plus the zoo's tools.
 
-    attnzoo zoo list [PATTERN]         the catalog: name, task, parameters, metrics, source, cached or not
-    attnzoo zoo info NAME              one entry in full
-    attnzoo publish DIRECTORY REPO_ID  a saved model folder to the Hub, or with --mirror ROOT into a mirror
+    attnzoo fit|validate|test|predict ...  LightningCLI: --config, --print_config, --model ImageClassifier,
+                                           --data DigitsData, --trainer.*, --ckpt_path
+    attnzoo zoo list [PATTERN]             the catalog: name, task, parameters, metrics, source, cached or not
+    attnzoo zoo info NAME                  one entry in full
+    attnzoo publish ...                    a trained checkpoint or a saved folder to a folder, the Hub or a mirror
+    attnzoo show MODEL --output PNG        a picture of a model's attention maps on test digits
 """
 from __future__ import annotations
 
@@ -10,74 +13,202 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from huggingface_hub import try_to_load_from_cache
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
 
-__all__ = ["main"]
+# Imported so that LightningCLI finds the tasks and data modules by their short names.
+import attnzoo.data  # noqa: F401
+import attnzoo.tasks  # noqa: F401
+
+__all__ = ["AttnzooCLI", "main", "zoo_table"]
+
+_TOOLS = ("zoo", "publish", "show")
+_DESCRIPTION = (
+    "attnzoo: train, test and publish attention-configured networks.\n"
+    "Lightning's subcommands are below; the zoo's tools are `attnzoo zoo list|info`, "
+    "`attnzoo publish` and `attnzoo show` (each with --help)."
+)
 
 
-def _cached(entry) -> bool:
-    return isinstance(try_to_load_from_cache(entry.repo, entry.filename, revision=entry.revision), str)
+class AttnzooCLI(LightningCLI):
+    """LightningCLI with the data module's classes linked into the task.
+
+    ``data.num_classes`` and ``data.labels`` become the model's ``num_classes``
+    and ``labels``. A task that names a ``checkpoint_monitor`` gets a
+    ModelCheckpoint keeping the best epoch by that metric and the last one,
+    unless the trainer's callbacks already hold a ModelCheckpoint or
+    checkpointing is off. Logs are CSV files under ``lightning_logs/``.
+    """
+
+    def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            args=args,
+            run=run,
+            auto_configure_optimizers=False,  # the tasks take their optimiser and scheduler as arguments
+            trainer_defaults={"logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "."}}},
+            parser_kwargs={"prog": "attnzoo", "description": _DESCRIPTION},
+            save_config_kwargs={"overwrite": True},  # a rerun into the same folder replaces its config.yaml
+        )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.labels", "model.init_args.labels", apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        config = self._get(self.config_init, "trainer", default={})
+        callbacks = list(config.get("callbacks") or [])
+        monitor = getattr(self.model, "checkpoint_monitor", None)
+        if (
+            monitor is not None
+            and config.get("enable_checkpointing") is not False
+            and not any(isinstance(c, ModelCheckpoint) for c in callbacks)
+        ):
+            metric, mode = monitor
+            best = ModelCheckpoint(monitor=metric, mode=mode, save_last=True, filename="best-{epoch:03d}")
+            kwargs["callbacks"] = [*callbacks, best]
+        return super().instantiate_trainer(**kwargs)
 
 
-def _zoo_list(pattern: str) -> None:
+def _num_classes(entry) -> int | None:
+    """The entry's class count, where it is known without a download."""
+    if entry.folder is not None and (entry.folder / "config.json").is_file():
+        return json.loads((entry.folder / "config.json").read_text())["num_classes"]
+    if entry.timm is not None:
+        from timm.models import get_pretrained_cfg
+
+        return get_pretrained_cfg(entry.timm).num_classes
+    return None
+
+
+def zoo_table(pattern: str = "*", cached: bool = True) -> str:
+    """The catalog as a Markdown table (``attnzoo zoo list``); ``cached`` adds whether the weights are here."""
     from attnzoo.backbones import create_model
     from attnzoo.zoo.catalog import catalog, list_pretrained
+    from attnzoo.zoo.hub import is_cached
 
-    rows = ["| name | task | params (M) | metrics | source | cached |", "|---|---|---:|---|---|---|"]
+    rows = [
+        "| name | task | params (M) | metrics | source |" + (" cached |" if cached else ""),
+        "|---|---|---:|---|---|" + ("---|" if cached else ""),
+    ]
     for name in list_pretrained(pattern):
         entry = catalog()[name]
-        params = sum(p.numel() for p in create_model(entry.spec).parameters()) / 1e6
+        classes = _num_classes(entry)
+        params = "-"
+        if classes is not None:
+            params = f"{sum(p.numel() for p in create_model(entry.spec, num_classes=classes).parameters()) / 1e6:.2f}"
         metrics = ", ".join(f"{k} {v}" for k, v in entry.metrics.items())
         default = " (default)" if entry.default else ""
-        rows.append(
-            f"| {name}{default} | {entry.task} | {params:.2f} | {metrics} | {entry.repo}@{entry.revision} "
-            f"| {'yes' if _cached(entry) else 'no'} |"
-        )
-    print("\n".join(rows))
+        row = f"| {name}{default} | {entry.task} | {params} | {metrics} | {entry.location} |"
+        rows.append(row + (f" {'yes' if is_cached(entry) else 'no'} |" if cached else ""))
+    return "\n".join(rows)
 
 
 def _zoo_info(name: str) -> None:
     import dataclasses
 
     from attnzoo.zoo.catalog import resolve
+    from attnzoo.zoo.hub import is_cached
 
     entry = resolve(name)
     info = {k: v for k, v in dataclasses.asdict(entry).items() if v not in (None, {})}
-    info.update(spec=dataclasses.asdict(entry.spec), cached=_cached(entry))
+    info.update(spec=dataclasses.asdict(entry.spec), cached=is_cached(entry))
     print(json.dumps(info, indent=2))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="attnzoo", description="attnzoo's model zoo and publishing.")
+def _publish(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from attnzoo.zoo import publish
+    from attnzoo.zoo.export import export_checkpoint
+
+    if (args.ckpt_path is None) == (args.directory is None):
+        raise ValueError("publish needs exactly one of --ckpt_path (a Lightning checkpoint) or --directory (a saved folder)")
+    if args.directory is not None:
+        given = [f"--{k}" for k in ("output", "recipe", "name") if getattr(args, k) is not None] + (["--no_test"] if args.no_test else [])
+        if given:
+            raise ValueError(f"{', '.join(given)} go with --ckpt_path; a saved folder already has its config and card")
+        if args.repo_id is None:
+            raise ValueError("publishing --directory needs --repo_id (to the Hub, or into --mirror)")
+    elif args.repo_id is None and args.output is None:
+        raise ValueError("publish needs --repo_id (to the Hub or --mirror), --output (a folder), or both")
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(args.directory) if args.directory else Path(args.output or Path(scratch) / "model")
+        if args.ckpt_path is not None:
+            metrics = export_checkpoint(args.ckpt_path, folder, recipe=args.recipe, name=args.name, test=not args.no_test)
+            print(f"wrote {folder} ({', '.join(f'{k} {v:.4f}' for k, v in metrics.items())})")
+        if args.repo_id is not None:
+            commit = publish(
+                folder, args.repo_id, revision=args.revision, token=args.token, private=args.private, mirror=args.mirror
+            )
+            print(f"published {folder} to {args.repo_id}@{args.revision}: commit {commit}")
+
+
+def _show(args: argparse.Namespace) -> None:
+    from attnzoo.viz import show_digits
+
+    path = show_digits(args.model, args.output, count=args.count)
+    print(f"wrote {path}")
+
+
+def _tools(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="attnzoo", description="attnzoo's model zoo tools.")
     commands = parser.add_subparsers(dest="command", required=True)
     zoo = commands.add_parser("zoo", help="the catalog of pretrained models").add_subparsers(dest="zoo", required=True)
     listing = zoo.add_parser("list", help="every zoo entry")
     listing.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet50-*'")
     info = zoo.add_parser("info", help="one zoo entry")
     info.add_argument("name")
-    publish = commands.add_parser("publish", help="publish a folder written by attnzoo.save_pretrained")
-    publish.add_argument("directory")
-    publish.add_argument("repo_id", help="org/name")
+
+    publish = commands.add_parser(
+        "publish",
+        help="a trained checkpoint (or a saved folder) to a model folder, the Hub or a mirror",
+        description="Turn a Lightning checkpoint into a model folder (config.json, model.safetensors, README.md "
+        "with its metrics and recipe) and/or publish a folder to the Hub or a git mirror.",
+    )
+    publish.add_argument("--ckpt_path", help="a checkpoint written by `attnzoo fit`")
+    publish.add_argument("--directory", help="a folder written by attnzoo.save_pretrained, instead of --ckpt_path")
+    publish.add_argument("--repo_id", help="org/name on the Hub (or in --mirror)")
+    publish.add_argument("--output", help="write the model folder here (and keep it)")
+    publish.add_argument("--name", help="the model's name in its config and card, e.g. resnet20-cbam.digits")
+    publish.add_argument("--recipe", help="the YAML recipe for the card (default: the run's config.yaml)")
+    publish.add_argument("--no_test", action="store_true", help="skip evaluating the checkpoint on the test split")
     publish.add_argument("--revision", default="main")
     publish.add_argument("--mirror", help="commit into the git mirror ROOT/models/<repo_id> instead of uploading")
     publish.add_argument("--private", action="store_true")
     publish.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
+
+    show = commands.add_parser("show", help="a picture of a model's attention maps on test digits")
+    show.add_argument("model", help="a zoo name, a model folder or a Hub repo id")
+    show.add_argument("--output", default="attention_maps.png", help="PNG file to write")
+    show.add_argument("--count", type=int, default=4, help="test digits to show")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "zoo" and args.zoo == "list":
-            _zoo_list(args.pattern)
+            print(zoo_table(args.pattern))
         elif args.command == "zoo":
             _zoo_info(args.name)
+        elif args.command == "publish":
+            _publish(args)
         else:
-            from attnzoo.zoo import publish as publish_folder
-
-            commit = publish_folder(
-                args.directory, args.repo_id, revision=args.revision, token=args.token,
-                private=args.private, mirror=args.mirror,
-            )
-            print(f"published {args.directory} to {args.repo_id}@{args.revision}: commit {commit}")
+            _show(args)
     except ValueError as err:
+        print(f"attnzoo: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in _TOOLS:
+        return _tools(args)
+    try:
+        AttnzooCLI(args=None if argv is None else args)  # None: LightningCLI reads sys.argv itself
+    except ValueError as err:  # attnzoo's bad-input errors (names, folders, class counts) say it all
         print(f"attnzoo: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -39,3 +39,9 @@ def test_backbones_table_lists_every_model():
     for name in ("resnet20-cbam", "resnet18-sk", "resnet50-se"):
         assert rows[name].split("|")[params].strip() == gen.parameters_cell(name), name
     assert rows["resnet20-cbam"] == gen.row("resnet20-cbam")
+
+
+def test_zoo_table_is_current():
+    gen = load("zoo_table")
+    text = gen.DOC.read_text()
+    assert gen.updated(text) == text, "docs/zoo.md is stale: run python docs/zoo_table.py"

@@ -33,12 +33,15 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
 def _pretrained(name: str, spec: BackboneSpec, num_classes: int, kwargs: Mapping[str, Any]) -> AttentionResNet:
     """``spec`` with the zoo's weights for ``name``; a new classifier when ``num_classes`` differs."""
     from attnzoo.zoo.catalog import resolve
-    from attnzoo.zoo.hub import fetch_pretrained
+    from attnzoo.zoo.hub import build_from_config, fetch_pretrained
 
     config, weights = fetch_pretrained(resolve(name))
-    model = AttentionResNet(spec, num_classes=config["num_classes"], **kwargs)
-    load_checkpoint(model, weights)
-    model.pretrained_cfg.update(config)
+    if BackboneSpec.from_any(config["spec"]) != spec:
+        raise ValueError(
+            f"the zoo's weights for {name!r} are for {config['spec']}; stages and attention_kwargs "
+            "cannot be changed with pretrained=True"
+        )
+    model = build_from_config(config, weights, **kwargs)
     if num_classes != config["num_classes"]:
         model.reset_classifier(num_classes)
         model.pretrained_cfg.update(num_classes=num_classes, labels=None)

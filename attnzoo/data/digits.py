@@ -122,6 +122,7 @@ class DigitsData(L.LightningDataModule):
 
         train_pixels = images[train].double()
         mean, std = train_pixels.mean().item(), train_pixels.std().item()
+        self.dataset = "digits"
         self.num_classes = 10
         self.labels = [str(d) for d in range(10)]
         self.input_size = (in_chans, IMAGE_SIZE, IMAGE_SIZE)

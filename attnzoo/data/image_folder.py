@@ -12,7 +12,10 @@ the files with an image extension (``.jpg``, ``.png``, ...; any case) anywhere
 under a class folder.
 
 Transforms are timm's ``create_transform`` with the backbone's ``input_size``,
-``mean``, ``std`` and ``interpolation``: for training a random-resized crop
+``mean``, ``std``, ``interpolation`` and ``crop_pct``: those not given are
+taken from the task's backbone when the Trainer sets the data up (timm's
+``resolve_data_config`` of the model: a zoo entry's own statistics, ImageNet's
+for a new ImageNet-style network, 32 x 32 for a CIFAR one). For training a random-resized crop
 (scale 0.08-1), horizontal flip and colour jitter 0.4; for val/test/predict a
 resize to ``input_size / crop_pct`` and a centre crop. Images are read as RGB
 (``input_size[0] == 3``) or grey (``input_size[0] == 1``).
@@ -30,7 +33,7 @@ from pathlib import Path
 
 import lightning as L
 from PIL import Image
-from timm.data import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
+from timm.data import create_transform, resolve_data_config
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
@@ -41,6 +44,8 @@ __all__ = ["ImageFolderData"]
 
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
 _PIL_MODES = {1: "L", 3: "RGB"}
+# The transform's settings; those not given are the backbone's (timm's data config of the model).
+_TRANSFORM_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct")
 
 
 def _load_image(path: str, mode: str) -> Image.Image:
@@ -81,9 +86,10 @@ class ImageFolderData(L.LightningDataModule):
     Args:
         root: the folder holding ``train/``, ``val/`` and optionally ``test/``.
         input_size: (channels, height, width) the network takes; channels 1 or 3.
-        mean, std: per-channel normalisation, the backbone's (ImageNet's by default).
+        mean, std: per-channel normalisation.
         interpolation: resize interpolation (timm's names: bilinear, bicubic, ...).
         crop_pct: fraction of the resized val/test image kept by the centre crop.
+            Each of these four is the backbone's when left out (None).
         batch_size: images per batch.
         num_workers: DataLoader worker processes decoding images.
 
@@ -95,39 +101,29 @@ class ImageFolderData(L.LightningDataModule):
     def __init__(
         self,
         root: str | Path,
-        input_size: tuple[int, int, int] = (3, 224, 224),
-        mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
-        std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
-        interpolation: str = "bilinear",
-        crop_pct: float = DEFAULT_CROP_PCT,
+        input_size: tuple[int, int, int] | None = None,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+        interpolation: str | None = None,
+        crop_pct: float | None = None,
         batch_size: int = 64,
         num_workers: int = 4,
     ) -> None:
         super().__init__()
         owner = "ImageFolderData"
-        if len(input_size) != 3 or not all(isinstance(n, int) and n > 0 for n in input_size):
-            raise ValueError(f"{owner}: input_size must be (channels, height, width) positive integers, got {input_size}")
-        if input_size[0] not in _PIL_MODES:
-            raise ValueError(f"{owner}: input_size channels must be 1 (grey) or 3 (RGB), got {input_size[0]}")
-        for name, values in (("mean", mean), ("std", std)):
-            if len(values) != input_size[0]:
-                raise ValueError(f"{owner}: {name} needs {input_size[0]} values (one per channel), got {values}")
-        if any(s <= 0 for s in std):
-            raise ValueError(f"{owner}: std values must be positive, got {std}")
-        if interpolation not in _INTERPOLATIONS:
-            raise ValueError(f"{owner}: interpolation must be one of {_INTERPOLATIONS}, got {interpolation!r}")
-        if not 0 < crop_pct <= 1:
-            raise ValueError(f"{owner}: crop_pct must be in (0, 1], got {crop_pct}")
+        self.input_size = None if input_size is None else tuple(input_size)
+        self.mean = None if mean is None else tuple(mean)
+        self.std = None if std is None else tuple(std)
+        self.interpolation, self.crop_pct = interpolation, crop_pct
+        self._check_transform_config()
         check_int(owner, "batch_size", batch_size, 1)
         check_int(owner, "num_workers", num_workers, 0)
         self.save_hyperparameters()
 
         self.root = Path(root)
+        self.dataset = self.root.name
         if not self.root.is_dir():
             raise ValueError(f"{owner}: data folder {self.root} does not exist")
-        self.input_size = tuple(input_size)
-        self.mean, self.std = tuple(mean), tuple(std)
-        self.interpolation, self.crop_pct = interpolation, crop_pct
         self.batch_size, self.num_workers = batch_size, num_workers
 
         self.splits: dict[str, Path] = {}
@@ -158,8 +154,48 @@ class ImageFolderData(L.LightningDataModule):
                     )
         self._datasets: dict[str, _Folder] = {}
 
-    def dataset(self, split: str) -> ImageFolder:
+    def _check_transform_config(self) -> None:
+        owner = "ImageFolderData"
+        if self.input_size is not None:
+            if len(self.input_size) != 3 or not all(isinstance(n, int) and n > 0 for n in self.input_size):
+                raise ValueError(f"{owner}: input_size must be (channels, height, width) positive integers, got {self.input_size}")
+            if self.input_size[0] not in _PIL_MODES:
+                raise ValueError(f"{owner}: input_size channels must be 1 (grey) or 3 (RGB), got {self.input_size[0]}")
+            for name in ("mean", "std"):
+                values = getattr(self, name)
+                if values is not None and len(values) != self.input_size[0]:
+                    raise ValueError(f"{owner}: {name} needs {self.input_size[0]} values (one per channel), got {values}")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ValueError(f"{owner}: std values must be positive, got {self.std}")
+        if self.interpolation is not None and self.interpolation not in _INTERPOLATIONS:
+            raise ValueError(f"{owner}: interpolation must be one of {_INTERPOLATIONS}, got {self.interpolation!r}")
+        if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
+            raise ValueError(f"{owner}: crop_pct must be in (0, 1], got {self.crop_pct}")
+
+    def setup(self, stage: str) -> None:
+        """Take what was not given of the transform (input size, mean, std, ...) from the task's backbone."""
+        missing = [key for key in _TRANSFORM_KEYS if getattr(self, key) is None]
+        if not missing:
+            return
+        backbone = getattr(self.trainer.lightning_module, "model", None) if self.trainer is not None else None
+        if backbone is None or not hasattr(backbone, "pretrained_cfg"):
+            raise ValueError(
+                f"ImageFolderData: {', '.join(missing)} not given, and there is no attnzoo backbone to take them from"
+            )
+        # timm's own resolution of a model's data config (its pretrained_cfg).
+        config = resolve_data_config({}, model=backbone)
+        for key in missing:
+            setattr(self, key, tuple(config[key]) if isinstance(config[key], (list, tuple)) else config[key])
+        self._check_transform_config()
+
+    def split(self, split: str) -> ImageFolder:
         """The ``train``, ``val`` or ``test`` split as a torchvision ``ImageFolder`` (built once)."""
+        missing = [key for key in _TRANSFORM_KEYS if getattr(self, key) is None]
+        if missing:
+            raise ValueError(
+                f"ImageFolderData: {', '.join(missing)} not known yet: give them, or let a Trainer's setup "
+                "take them from the model"
+            )
         if split not in self._datasets:
             if split not in self.splits:
                 raise ValueError(f"ImageFolderData: no {split} folder: {self.root / split} does not exist")
@@ -176,13 +212,13 @@ class ImageFolderData(L.LightningDataModule):
         return self._datasets[split]
 
     def train_dataloader(self) -> DataLoader:
-        return make_loader(self, self.dataset("train"), train=True)
+        return make_loader(self, self.split("train"), train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return make_loader(self, self.dataset("val"), train=False)
+        return make_loader(self, self.split("val"), train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return make_loader(self, self.dataset("test"), train=False)
+        return make_loader(self, self.split("test"), train=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return make_loader(self, self.dataset("test" if "test" in self.splits else "val"), train=False)
+        return make_loader(self, self.split("test" if "test" in self.splits else "val"), train=False)

@@ -17,6 +17,9 @@ from .finetuning import FINETUNE_STRATEGIES, BackboneFreeze, DynamicConvTemperat
 
 __all__ = ["ImageClassifier"]
 
+# A data module's attributes that describe its images (timm's data config keys, and the data set's name).
+_DATA_CONFIG = ("dataset", "input_size", "mean", "std", "interpolation", "crop_pct")
+
 
 class ImageClassifier(pl.LightningModule):
     """An attention-configured backbone and a linear head for ``num_classes`` classes.
@@ -32,7 +35,11 @@ class ImageClassifier(pl.LightningModule):
         label_smoothing: cross-entropy label smoothing.
         optimizer, scheduler: callables that build them (LightningCLI: ``--model.optimizer``).
         labels: class names, saved with the model.
+
+    ``attnzoo fit`` keeps the best checkpoint by ``checkpoint_monitor`` and the last one.
     """
+
+    checkpoint_monitor = ("val/top1", "max")
 
     def __init__(
         self,
@@ -65,7 +72,12 @@ class ImageClassifier(pl.LightningModule):
         else:
             name = backbone if isinstance(backbone, str) else BackboneSpec.from_any(backbone)
             self.model = create_model(name, pretrained=pretrained, num_classes=num_classes)
-        self.model.pretrained_cfg.update(task="classification", num_classes=num_classes, labels=list(labels) if labels else None)
+        cfg = self.model.pretrained_cfg
+        if labels is not None:
+            cfg["labels"] = list(labels)
+        elif cfg.get("num_classes") != num_classes:  # a new head: the weights' labels no longer apply
+            cfg["labels"] = None
+        cfg.update(task="classification", num_classes=num_classes)
         self.num_classes = num_classes
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         top_k = min(5, num_classes)
@@ -81,11 +93,24 @@ class ImageClassifier(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if data is None:
+            return
         data_classes = getattr(data, "num_classes", None)
         if data_classes is not None and data_classes != self.num_classes:
             raise ValueError(
                 f"the data has {data_classes} classes but the model was built for num_classes={self.num_classes}"
             )
+        # What the data module knows of its images travels with the weights into config.json.
+        cfg = self.model.pretrained_cfg
+        cfg.update({key: getattr(data, key) for key in _DATA_CONFIG if getattr(data, key, None) is not None})
+        if cfg.get("labels") is None and getattr(data, "labels", None) is not None:
+            cfg["labels"] = list(data.labels)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["pretrained_cfg"] = dict(self.model.pretrained_cfg)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.model.pretrained_cfg.update(checkpoint.get("pretrained_cfg", {}))
 
     def configure_callbacks(self) -> list[pl.Callback]:
         callbacks: list[pl.Callback] = []

@@ -3,6 +3,11 @@
 The data lives in ``catalog.json`` beside this file. A name is
 ``<arch>-<attention>.<tag>``; the name without its tag means the entry
 marked ``default`` for that network (``resnet50-sk`` -> ``resnet50-sk.ra_in1k``).
+
+An entry's ``source`` is a Hub repo (``repo``, ``filename``, ``revision``) or
+a model folder under the source tree's ``checkpoints/`` (``folder``,
+``filename``): the small models that the recipes under ``tasks/`` train on
+bundled data.
 """
 from __future__ import annotations
 
@@ -12,9 +17,14 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
+
 from attnzoo.backbones.spec import BackboneSpec, parse_model_name
 
-__all__ = ["ZooEntry", "catalog", "list_pretrained", "resolve"]
+__all__ = ["CHECKPOINTS", "ZooEntry", "catalog", "list_pretrained", "resolve"]
+
+# The trained entries ship with the source tree, beside the package (an editable install of a clone).
+CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -34,16 +44,26 @@ class ZooEntry:
         return parse_model_name(self.name)[0]
 
     @property
-    def repo(self) -> str:
-        return self.source["repo"]
+    def folder(self) -> Path | None:
+        """The entry's model folder under ``checkpoints/``; None for a Hub entry."""
+        return CHECKPOINTS / self.source["folder"] if "folder" in self.source else None
+
+    @property
+    def repo(self) -> str | None:
+        return self.source.get("repo")
 
     @property
     def filename(self) -> str:
         return self.source["filename"]
 
     @property
-    def revision(self) -> str:
-        return self.source["revision"]
+    def revision(self) -> str | None:
+        return self.source.get("revision")
+
+    @property
+    def location(self) -> str:
+        """Where the weights are, for people: ``checkpoints/<folder>`` or ``<repo>@<revision>``."""
+        return f"checkpoints/{self.source['folder']}" if self.folder is not None else f"{self.repo}@{self.revision}"
 
 
 @cache

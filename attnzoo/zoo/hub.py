@@ -20,14 +20,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub import HfApi, hf_hub_download, try_to_load_from_cache
 from timm.data import ImageNetInfo
 from timm.models import get_pretrained_cfg
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 from safetensors.torch import save_file
 from torch import nn
 
-from attnzoo.backbones import AttentionResNet, BackboneSpec, create_model
+from attnzoo.backbones import AttentionResNet, BackboneSpec
 from attnzoo.backbones.checkpoint import load_checkpoint
 
 from .cards import render_card
@@ -71,6 +71,8 @@ def model_config(model: nn.Module) -> dict[str, Any]:
         "input_size": list(cfg["input_size"]),
         "mean": list(cfg["mean"]),
         "std": list(cfg["std"]),
+        "interpolation": cfg["interpolation"],
+        "crop_pct": cfg["crop_pct"],
         "license": cfg.get("license", "apache-2.0"),
         "attnzoo_version": _version(),
     }
@@ -115,11 +117,12 @@ def save_pretrained(
     return directory
 
 
-def _build(config: Mapping[str, Any], weights: Path) -> nn.Module:
-    model = create_model(BackboneSpec.from_any(config["spec"]), num_classes=config["num_classes"])
+def build_from_config(config: Mapping[str, Any], weights: Path, **kwargs: Any) -> AttentionResNet:
+    """The network that ``config`` describes, with ``weights`` loaded strictly; ``kwargs`` go to timm's ResNet."""
+    model = AttentionResNet(BackboneSpec.from_any(config["spec"]), num_classes=config["num_classes"], **kwargs)
     load_checkpoint(model, weights)
-    model.pretrained_cfg = {**model.pretrained_cfg, **config}
-    return model.eval()
+    model.pretrained_cfg.update(config)
+    return model
 
 
 def _refuse_pickles(files: list[str], source: str) -> None:
@@ -131,12 +134,16 @@ def _refuse_pickles(files: list[str], source: str) -> None:
     )
 
 
+def _read_config(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / CONFIG_NAME).read_text())
+
+
 def _from_folder(folder: Path) -> nn.Module:
     if not (folder / CONFIG_NAME).is_file():
         raise ValueError(f"folder {str(folder)!r} has no {CONFIG_NAME}: it is not an attnzoo model folder")
     if not (folder / WEIGHTS_NAME).is_file():
         _refuse_pickles([p.name for p in folder.iterdir()], f"folder {str(folder)!r}")
-    return _build(json.loads((folder / CONFIG_NAME).read_text()), folder / WEIGHTS_NAME)
+    return build_from_config(_read_config(folder), folder / WEIGHTS_NAME).eval()
 
 
 def _download(
@@ -165,7 +172,7 @@ def _from_hub(repo_id: str, revision: str | None, local_files_only: bool) -> nn.
         weights = _download(repo_id, WEIGHTS_NAME, revision, local_files_only, where)
     except (RepositoryNotFoundError, EntryNotFoundError):  # self-hosted mirrors answer a missing file as a missing repo
         _refuse_pickles(HfApi().list_repo_files(repo_id, revision=revision or "main"), where)
-    return _build(json.loads(config.read_text()), weights)
+    return build_from_config(json.loads(config.read_text()), weights).eval()
 
 
 def _sha256(path: Path) -> str:
@@ -199,7 +206,9 @@ def _timm_config(entry: ZooEntry) -> dict[str, Any]:
 def fetch_pretrained(
     entry: ZooEntry, revision: str | None = None, local_files_only: bool = False
 ) -> tuple[dict[str, Any], Path]:
-    """A zoo entry's config and its weights file in the local cache, its sha256 checked."""
+    """A zoo entry's config and its weights file (in the local cache, or its folder), its sha256 checked."""
+    if entry.folder is not None:
+        return _fetch_folder(entry)
     revision = revision or entry.revision
     where = f"zoo entry {entry.name!r} (Hub repo {entry.repo!r} at revision {revision!r})"
     try:
@@ -225,11 +234,31 @@ def fetch_pretrained(
     return config, weights
 
 
+def _fetch_folder(entry: ZooEntry) -> tuple[dict[str, Any], Path]:
+    where = f"zoo entry {entry.name!r} ({entry.location})"
+    weights = entry.folder / entry.filename
+    if not weights.is_file():
+        raise ValueError(
+            f"{where}: {weights} is missing. The zoo's trained entries ship with attnzoo's source tree: "
+            "install attnzoo from a clone (pip install -e .) to have them"
+        )
+    actual = _sha256(weights)
+    if actual != entry.sha256:
+        raise ValueError(f"{where}: {weights} has sha256 {actual}, the catalog expects {entry.sha256}")
+    return _read_config(entry.folder), weights
+
+
+def is_cached(entry: ZooEntry) -> bool:
+    """Whether the entry's weights are on this machine (always, for a folder entry that ships)."""
+    if entry.folder is not None:
+        return (entry.folder / entry.filename).is_file()
+    return isinstance(try_to_load_from_cache(entry.repo, entry.filename, revision=entry.revision), str)
+
+
 def _from_catalog(entry: ZooEntry, revision: str | None, local_files_only: bool) -> nn.Module:
-    config, weights = fetch_pretrained(entry, revision, local_files_only)
     # timm's entries have no attnzoo config.json: their config is built from timm's data config,
     # and load_checkpoint maps timm's key names onto attnzoo's.
-    return _build(config, weights)
+    return build_from_config(*fetch_pretrained(entry, revision, local_files_only)).eval()
 
 
 def load(source: str | Path, *, revision: str | None = None, local_files_only: bool = False) -> nn.Module:

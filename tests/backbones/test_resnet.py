@@ -183,7 +183,9 @@ def test_forward_features_and_reset_classifier():
 def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="num_classes"):
         attnzoo.create_model("resnet20", num_classes=-1)
-    with pytest.raises(ValueError, match="'resnet20-se' is not in the zoo"):
-        attnzoo.create_model("resnet20-se", pretrained=True)
+    with pytest.raises(ValueError, match="'resnet32-se' is not in the zoo"):
+        attnzoo.create_model("resnet32-se", pretrained=True)
+    with pytest.raises(ValueError, match="cannot be changed with pretrained=True"):
+        attnzoo.create_model("resnet20-gc", pretrained=True, stages=(3,))
     with pytest.raises(ValueError, match="attention 'se'.*unexpected keyword"):
         attnzoo.create_model("resnet20-se", attention_kwargs={"reduction": 4})

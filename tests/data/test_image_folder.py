@@ -23,7 +23,8 @@ def _write(root, splits=("train", "val"), per_class=3, classes=COLOURS):
 
 
 def _data(root, **kwargs):
-    kwargs = dict(input_size=(3, 8, 8), mean=MEAN, std=STD, batch_size=4, num_workers=0) | kwargs
+    kwargs = dict(input_size=(3, 8, 8), mean=MEAN, std=STD, interpolation="bilinear", crop_pct=0.875,
+                  batch_size=4, num_workers=0) | kwargs
     return ImageFolderData(root, **kwargs)
 
 
@@ -189,3 +190,21 @@ def test_lightning_cli_links_classes(tmp_path, monkeypatch):
     cli = CLI(Model, ImageFolderData, run=False, args=["--data.root", str(tmp_path), "--data.input_size", "[3, 8, 8]", "--trainer.logger=false"])
     assert cli.model.num_classes == 3 and cli.model.labels == ["ant", "moth", "zebra"]
     assert cli.datamodule.input_size == (3, 8, 8)
+
+
+def test_transform_settings_come_from_the_backbone_when_not_given(tmp_path):
+    import attnzoo
+
+    data = ImageFolderData(_write(tmp_path), batch_size=4, num_workers=0, mean=(0.1, 0.2, 0.3))
+    with pytest.raises(ValueError, match="input_size, std, interpolation, crop_pct not known yet"):
+        data.val_dataloader()
+    with pytest.raises(ValueError, match="not given, and there is no attnzoo backbone"):
+        data.setup("fit")
+    backbone = attnzoo.create_model("resnet20-cbam", num_classes=3)
+    backbone.pretrained_cfg.update(std=(0.5, 0.6, 0.7))
+    data.trainer = SimpleNamespace(lightning_module=SimpleNamespace(model=backbone), world_size=1)
+    data.setup("fit")
+    assert data.input_size == (3, 32, 32) and data.std == (0.5, 0.6, 0.7) and data.crop_pct == 1.0
+    assert data.mean == (0.1, 0.2, 0.3)  # what was given stays
+    x, _ = next(iter(data.val_dataloader()))
+    assert x.shape == (4, 3, 32, 32)

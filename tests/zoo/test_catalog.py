@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 
 import pytest
 import torch
+from huggingface_hub import constants as hf_constants
 from huggingface_hub import try_to_load_from_cache
 from safetensors.torch import save_file
 from timm.models import get_pretrained_cfg
@@ -13,7 +15,8 @@ from timm.models import get_pretrained_cfg
 import attnzoo
 from attnzoo.cli import main
 from attnzoo.zoo import hub as zoo_hub
-from attnzoo.zoo.catalog import catalog, resolve
+from attnzoo.data import DigitsData
+from attnzoo.zoo.catalog import CHECKPOINTS, catalog, resolve
 
 from ..backbones.test_checkpoint import timm_model
 
@@ -36,7 +39,12 @@ def test_catalog_entries_are_complete():
     assert set(attnzoo.list_models(pretrained=True)) == set(entries)
     for name, entry in entries.items():
         assert entry.spec.name in attnzoo.list_models(), name
-        assert entry.source.keys() == {"repo", "filename", "revision"} and entry.filename.endswith(".safetensors")
+        if entry.folder is not None:
+            assert entry.source.keys() == {"folder", "filename"} and (entry.folder / "config.json").is_file(), name
+            assert json.loads((entry.folder / "config.json").read_text())["name"] == name
+        else:
+            assert entry.source.keys() == {"repo", "filename", "revision"}
+        assert entry.filename.endswith(".safetensors")
         if entry.timm:
             assert get_pretrained_cfg(entry.timm).hf_hub_id == entry.repo
         else:
@@ -94,3 +102,41 @@ def test_sha256_mismatch_raises_and_removes_the_bad_copy(hub, monkeypatch):
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref(x))
+
+
+DIGITS = sorted(name for name in catalog() if name.endswith(".digits"))
+
+
+def test_every_digits_recipe_has_its_entry():
+    recipes = sorted(p.stem for p in (CHECKPOINTS.parent / "tasks" / "classify").glob("*.digits.yaml"))
+    assert recipes == DIGITS and len(DIGITS) == 7
+
+
+@pytest.mark.parametrize("name", DIGITS)
+def test_digits_entry_loads_offline_and_classifies_the_test_split(name, monkeypatch, tmp_path):
+    # No Hub at all: an unreachable endpoint, offline mode, an empty cache.
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path))
+    model = attnzoo.load(name)
+    assert model.pretrained_cfg["name"] == name and model.pretrained_cfg["dataset"] == "digits"
+    data = DigitsData(augment=False)
+    assert list(model.pretrained_cfg["mean"]) == list(data.mean)
+    x = torch.stack([data.test_set[i][0] for i in range(len(data.test_set))])
+    with torch.no_grad():
+        top1 = (model(x).argmax(1) == data.test_set.targets).float().mean().item() * 100
+    # What the catalog records, to within one of the 270 images (float rounding on another machine).
+    assert top1 == pytest.approx(catalog()[name].metrics["digits_test_top1"], abs=0.38)
+    if name == "resnet20-cbam.digits":
+        assert top1 >= 98.0
+
+
+def test_digits_entry_with_a_changed_file_is_refused(monkeypatch):
+    entry = catalog()["resnet20-cbam.digits"]
+    monkeypatch.setitem(catalog(), entry.name, dataclasses.replace(entry, sha256="0" * 64))
+    with pytest.raises(ValueError, match=r"resnet20-cbam\.digits' \(checkpoints/resnet20-cbam\.digits\).*the catalog expects 0{64}"):
+        attnzoo.load("resnet20-cbam.digits")
+    missing = dataclasses.replace(entry, source={"folder": "nowhere", "filename": "model.safetensors"})
+    monkeypatch.setitem(catalog(), entry.name, missing)
+    with pytest.raises(ValueError, match="install attnzoo from a clone"):
+        attnzoo.create_model("resnet20-cbam.digits", pretrained=True)

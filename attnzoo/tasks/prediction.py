@@ -1,0 +1,61 @@
+"""Predictions to a CSV file, for ``attnzoo predict``: Lightning's BasePredictionWriter."""
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+__all__ = ["ClassificationWriter"]
+
+
+class ClassificationWriter(BasePredictionWriter):
+    """Write each predicted image as a row ``index, class, label, probability`` to ``output``.
+
+    ``index`` is the image's position in the predict data set (for ``DigitsData``
+    and ``ImageFolderData``, the test split, or the val split without one).
+    Under DDP each process writes its share to ``<output stem>.rank<N>.csv``.
+    The file is written to a temporary name and renamed once complete.
+
+        attnzoo predict --config RECIPE.yaml --ckpt_path CKPT \\
+            --trainer.callbacks ClassificationWriter --trainer.callbacks.output predictions.csv
+    """
+
+    def __init__(self, output: str = "predictions.csv") -> None:
+        super().__init__(write_interval="epoch")
+        self.output = Path(output)
+
+    def write_on_epoch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        predictions: Sequence[Any],
+        batch_indices: Sequence[Any],
+    ) -> None:
+        path = self.output
+        if trainer.world_size > 1:
+            path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
+        # Lightning nests both by data loader, except the predictions of a single loader.
+        if predictions and not isinstance(predictions[0], list):
+            predictions = [predictions]
+        batches = [pair for loader in zip(predictions, batch_indices) for pair in zip(*loader)]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".csv")
+        try:
+            with os.fdopen(fd, "w", newline="") as f:
+                rows = csv.writer(f)
+                rows.writerow(["index", "class", "label", "probability"])
+                for batch, indices in batches:
+                    labels = batch["labels"] or [""] * len(indices)
+                    chosen = batch["probs"].gather(1, batch["index"][:, None])[:, 0]
+                    for i, cls, label, p in zip(indices, batch["index"].tolist(), labels, chosen.tolist()):
+                        rows.writerow([i, cls, label, f"{p:.6f}"])
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -1,0 +1,218 @@
+"""The `attnzoo` command: LightningCLI training (checkpoints, resume, DDP + bf16), publishing a checkpoint,
+fine-tuning a zoo entry on an image folder, and clear errors."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import attnzoo
+from attnzoo.cli import AttnzooCLI, main
+from attnzoo.data import DigitsData
+from attnzoo.tasks import ImageClassifier
+
+from .cli_helpers import StateSnapshots
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "tasks" / "classify" / "resnet20-cbam.digits.yaml"
+# A few steps of the digits recipe: what every test here starts from.
+SHORT = ["--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
+         "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _no_pytest_arguments(monkeypatch):
+    # LightningCLI warns when it is given args while sys.argv holds pytest's own.
+    monkeypatch.setattr(sys, "argv", ["attnzoo"])
+
+
+def fit(tmp_path: Path, *args: str) -> AttnzooCLI:
+    return AttnzooCLI(
+        args=["fit", "--config", str(RECIPE), "--trainer.default_root_dir", str(tmp_path),
+              "--trainer.logger.init_args.save_dir", str(tmp_path), *SHORT, *args]
+    )
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def accuracy(model: torch.nn.Module, data: DigitsData) -> float:
+    """Top-1 on the test split, counted by hand (no Lightning, no torchmetrics)."""
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(data.test_set), 90):
+            x, y = zip(*(data.test_set[j] for j in range(i, min(i + 90, len(data.test_set)))))
+            correct += (model(torch.stack(x)).argmax(1) == torch.stack(y)).sum().item()
+    return correct / len(data.test_set)
+
+
+def test_fit_keeps_best_and_last_checkpoints_logs_and_config(tmp_path):
+    cli = fit(tmp_path, "--trainer.max_epochs", "2")
+    run = tmp_path / "lightning_logs" / "version_0"
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names[-1] == "last.ckpt" and len(names) == 2 and names[0].startswith("best-epoch=")
+    best = cli.trainer.checkpoint_callback
+    assert best.monitor == "val/top1" and best.mode == "max" and Path(best.best_model_path).name == names[0]
+    logged = rows(run / "metrics.csv")
+    assert {"train/loss", "val/top1", "val/top5"} <= set(logged[0])
+    assert [r["epoch"] for r in logged if r["val/top1"]] == ["0", "1"]
+    assert "backbone: resnet20-cbam" in (run / "config.yaml").read_text()
+    # The data module's classes and image statistics reach the model.
+    model = cli.model.model
+    assert cli.model.num_classes == 10 and model.pretrained_cfg["labels"] == [str(d) for d in range(10)]
+    assert model.pretrained_cfg["mean"] == cli.datamodule.mean and model.pretrained_cfg["dataset"] == "digits"
+
+
+def test_resume_continues_at_the_saved_step(tmp_path):
+    fit(tmp_path / "first", "--trainer.max_epochs", "1")
+    last = tmp_path / "first" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 3
+    cli = fit(tmp_path / "second", "--trainer.max_epochs", "2", "--ckpt_path", str(last))
+    assert cli.trainer.global_step == 6 and cli.trainer.current_epoch == 2
+    trained = [r for r in rows(tmp_path / "second" / "lightning_logs" / "version_0" / "metrics.csv") if r["train/loss"]]
+    assert [(r["epoch"], r["step"]) for r in trained] == [("1", "3"), ("1", "4"), ("1", "5")]
+
+
+def test_publish_a_checkpoint_with_its_test_metrics_and_recipe(tmp_path, capsys):
+    fit(tmp_path, "--trainer.max_epochs", "1")
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    out = tmp_path / "model"
+    assert main(["publish", "--ckpt_path", str(last), "--output", str(out), "--name", "resnet20-cbam.trial",
+                 "--recipe", str(RECIPE), "--repo_id", "lab/trial", "--mirror", str(tmp_path / "mirror")]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and "published" in printed
+    config = json.loads((out / "config.json").read_text())
+    assert config["name"] == "resnet20-cbam.trial" and config["dataset"] == "digits" and config["labels"][3] == "3"
+    card = (out / "README.md").read_text()
+    assert "backbone: resnet20-cbam" in card  # the recipe
+    model = attnzoo.load(out)
+    recorded = next(float(line.split("|")[2]) for line in card.splitlines() if line.startswith("| test/top1 |"))
+    assert recorded == pytest.approx(accuracy(model, DigitsData(augment=False)), abs=1e-3)
+    assert (tmp_path / "mirror" / "models" / "lab" / "trial" / "model.safetensors").is_file()
+    # A saved folder publishes as it is.
+    assert main(["publish", "--directory", str(out), "--repo_id", "lab/again", "--mirror", str(tmp_path / "mirror")]) == 0
+    assert (tmp_path / "mirror" / "models" / "lab" / "again" / "README.md").read_text() == card
+    assert main(["publish", "--directory", str(out), "--recipe", str(RECIPE), "--output", str(tmp_path / "y")]) == 2
+    assert "--output, --recipe go with --ckpt_path" in capsys.readouterr().err
+    assert main(["publish", "--directory", str(out)]) == 2
+    assert "needs --repo_id" in capsys.readouterr().err
+
+
+def test_publish_needs_a_source_and_a_destination(tmp_path, capsys):
+    assert main(["publish", "--output", str(tmp_path / "x")]) == 2
+    assert "exactly one of --ckpt_path" in capsys.readouterr().err
+    assert main(["publish", "--ckpt_path", str(tmp_path / "none.ckpt")]) == 2
+    assert "needs --repo_id" in capsys.readouterr().err
+    assert main(["publish", "--ckpt_path", str(tmp_path / "none.ckpt"), "--output", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_backbone_is_a_clear_error(tmp_path, capsys):
+    assert main(["fit", "--config", str(RECIPE), "--model.backbone", "resnet20-cbm", *SHORT]) == 2
+    err = capsys.readouterr().err
+    assert "unknown attention 'cbm'" in err and "cbam" in err
+
+
+def test_missing_image_folder_is_a_clear_error(tmp_path, capsys):
+    assert main(["fit", "--model", "ImageClassifier", "--data", "ImageFolderData",
+                 "--data.root", str(tmp_path / "nowhere"), *SHORT]) == 2
+    assert f"data folder {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
+
+
+def write_digit_folder(root: Path, classes=("0", "1", "2"), per_split={"train": 8, "val": 3}) -> Path:
+    """A few of the digits' test images as PNG files in ImageFolder layout."""
+    test = DigitsData(augment=False, in_chans=1).test_set
+    for split, count in per_split.items():
+        for label in classes:
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            picks = [i for i in range(len(test)) if str(test.targets[i].item()) == label][:count]
+            for i in picks:
+                pixels = (test.images[i, 0] * 255).round().byte().numpy()
+                Image.fromarray(pixels, mode="L").convert("RGB").save(folder / f"{i}.png")
+    return root
+
+
+def test_fine_tune_a_zoo_entry_on_an_image_folder_with_freeze_unfreeze(tmp_path):
+    root = write_digit_folder(tmp_path / "photos")
+    entry = attnzoo.load("resnet20-cbam.digits")
+    cli = AttnzooCLI(args=[
+        "fit", "--model", "ImageClassifier", "--model.backbone", "resnet20-cbam.digits", "--model.pretrained", "true",
+        "--model.finetune", "freeze_unfreeze", "--model.unfreeze_at_epoch", "1",
+        "--model.optimizer", "SGD", "--model.optimizer.lr", "0.05",
+        "--data", "ImageFolderData", "--data.root", str(root), "--data.batch_size", "8", "--data.num_workers", "0",
+        "--trainer.max_epochs", "2", "--trainer.callbacks", json.dumps([{"class_path": "tests.cli_helpers.StateSnapshots"}]),
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+    ])
+    assert cli.model.num_classes == 3 and cli.model.model.pretrained_cfg["labels"] == ["0", "1", "2"]
+    # The images were prepared as the zoo entry wants them: its input size and its training statistics.
+    cfg = entry.pretrained_cfg
+    assert cli.datamodule.input_size == tuple(cfg["input_size"]) == (3, 32, 32)
+    assert cli.datamodule.mean == tuple(cfg["mean"]) and cli.datamodule.std == tuple(cfg["std"])
+    start, frozen, unfrozen = next(c for c in cli.trainer.callbacks if isinstance(c, StateSnapshots)).snapshots
+    pretrained = entry.state_dict()
+    body = [k for k in start if not k.startswith("model.fc.")]
+    assert all(torch.equal(start[k], pretrained[k.removeprefix("model.")]) for k in body)
+    assert all(torch.equal(frozen[k], start[k]) for k in body)  # weights and BN statistics, while frozen
+    assert not torch.equal(frozen["model.fc.weight"], start["model.fc.weight"])
+    changed = [k for k in body if k.endswith("conv1.weight") and not torch.equal(unfrozen[k], frozen[k])]
+    assert len(changed) >= 9  # every residual block's first conv trains after unfreezing
+
+
+def test_ddp_on_two_processes_with_bf16(tmp_path):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    callbacks = [{"class_path": "tests.cli_helpers.SaveRankWeights", "init_args": {"directory": str(weights)}}]
+    command = [
+        sys.executable, "-m", "attnzoo.cli", "fit", "--config", str(RECIPE), *SHORT,
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+        "--trainer.precision", "bf16-mixed", "--trainer.max_epochs", "1",
+        "--trainer.callbacks", json.dumps(callbacks), "--trainer.default_root_dir", str(tmp_path),
+        "--trainer.logger.init_args.save_dir", str(tmp_path),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "distributed_backend=gloo" in done.stderr and "MEMBER: 2/2" in done.stderr
+    rank0, rank1 = load_file(weights / "rank0.safetensors"), load_file(weights / "rank1.safetensors")
+    assert rank0.keys() == rank1.keys() and all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    initial = ImageClassifier("resnet20-cbam").state_dict()
+    assert not torch.equal(rank0["model.conv1.weight"], initial["model.conv1.weight"])
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    restored = ImageClassifier.load_from_checkpoint(last, map_location="cpu").state_dict()
+    assert all(torch.equal(restored[k].float(), rank0[k]) for k in rank0)
+
+
+def test_predict_writes_a_csv_of_classes_and_probabilities(tmp_path):
+    fit(tmp_path, "--trainer.max_epochs", "1")
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    output = tmp_path / "predictions.csv"
+    AttnzooCLI(args=["predict", "--config", str(RECIPE), "--ckpt_path", str(last), "--trainer.logger", "false",
+                     "--trainer.default_root_dir", str(tmp_path / "predict"),
+                     "--trainer.enable_progress_bar", "false", "--trainer.callbacks", "ClassificationWriter",
+                     "--trainer.callbacks.output", str(output)])
+    predicted = rows(output)
+    assert [int(r["index"]) for r in predicted] == list(range(270))  # the whole test split, in order
+    # Against the checkpoint's network run by hand on the same images.
+    model = ImageClassifier.load_from_checkpoint(last, map_location="cpu").model.eval()
+    test = DigitsData().test_set
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.stack([test[i][0] for i in range(270)])), dim=1)
+    assert [int(r["class"]) for r in predicted] == probs.argmax(1).tolist()
+    assert [r["label"] for r in predicted] == [str(c) for c in probs.argmax(1).tolist()]
+    torch.testing.assert_close(torch.tensor([float(r["probability"]) for r in predicted]), probs.max(1).values,
+                               atol=1e-5, rtol=0)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
