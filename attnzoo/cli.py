@@ -128,7 +128,8 @@ def _publish(args: argparse.Namespace) -> None:
     if (args.ckpt_path is None) == (args.directory is None):
         raise ValueError("publish needs exactly one of --ckpt_path (a Lightning checkpoint) or --directory (a saved folder)")
     if args.directory is not None:
-        given = [f"--{k}" for k in ("output", "recipe", "name") if getattr(args, k) is not None] + (["--no_test"] if args.no_test else [])
+        given = [f"--{k}" for k in ("output", "recipe", "name") if getattr(args, k) is not None]
+        given += ["--no_test"] if args.no_test else []
         if given:
             raise ValueError(f"{', '.join(given)} go with --ckpt_path; a saved folder already has its config and card")
         if args.repo_id is None:

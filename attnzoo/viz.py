@@ -85,7 +85,8 @@ def draw(
     Args:
         images: (B, H, W) or (B, C, H, W) with values in [0, 1], as they should be seen.
         maps: module name -> ``attention_map`` as :func:`attention_maps` returns them. Spatial maps
-            (B, K, H, W) are averaged over K and laid over the image; a model with channel gates only
+            (B, K, H, W) are averaged over K and laid over the image, each scaled to its own range
+            (the colours compare places within a map, not maps); a model with channel gates only
             (B, C, 1, 1) gets them drawn as strips. Other layouts (token-by-token weights) are left out.
         path: the PNG to write (through a temporary file, so no half-written picture is left).
         row_titles: a caption per image, e.g. the predicted and true label.

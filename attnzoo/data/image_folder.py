@@ -15,9 +15,9 @@ Transforms are timm's ``create_transform`` with the backbone's ``input_size``,
 ``mean``, ``std``, ``interpolation`` and ``crop_pct``: those not given are
 taken from the task's backbone when the Trainer sets the data up (timm's
 ``resolve_data_config`` of the model: a zoo entry's own statistics, ImageNet's
-for a new ImageNet-style network, 32 x 32 for a CIFAR one). For training a random-resized crop
-(scale 0.08-1), horizontal flip and colour jitter 0.4; for val/test/predict a
-resize to ``input_size / crop_pct`` and a centre crop. Images are read as RGB
+for a new ImageNet-style network, 32 x 32 for a CIFAR one). For training a
+random-resized crop (scale 0.08-1), horizontal flip and colour jitter 0.4; for
+val/test/predict a resize to ``input_size / crop_pct`` and a centre crop. Images are read as RGB
 (``input_size[0] == 3``) or grey (``input_size[0] == 1``).
 
 Problems are reported as ``ValueError`` naming the path: at construction a
@@ -172,9 +172,12 @@ class ImageFolderData(L.LightningDataModule):
         if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
             raise ValueError(f"{owner}: crop_pct must be in (0, 1], got {self.crop_pct}")
 
+    def _missing_transform_settings(self) -> list[str]:
+        return [key for key in _TRANSFORM_KEYS if getattr(self, key) is None]
+
     def setup(self, stage: str) -> None:
         """Take what was not given of the transform (input size, mean, std, ...) from the task's backbone."""
-        missing = [key for key in _TRANSFORM_KEYS if getattr(self, key) is None]
+        missing = self._missing_transform_settings()
         if not missing:
             return
         backbone = getattr(self.trainer.lightning_module, "model", None) if self.trainer is not None else None
@@ -190,7 +193,7 @@ class ImageFolderData(L.LightningDataModule):
 
     def split(self, split: str) -> ImageFolder:
         """The ``train``, ``val`` or ``test`` split as a torchvision ``ImageFolder`` (built once)."""
-        missing = [key for key in _TRANSFORM_KEYS if getattr(self, key) is None]
+        missing = self._missing_transform_settings()
         if missing:
             raise ValueError(
                 f"ImageFolderData: {', '.join(missing)} not known yet: give them, or let a Trainer's setup "
