@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
 
 # Imported so that LightningCLI finds the tasks and data modules by their short names.
 import attnzoo.data  # noqa: F401
@@ -41,7 +43,9 @@ class AttnzooCLI(LightningCLI):
     and ``labels``. A task that names a ``checkpoint_monitor`` gets a
     ModelCheckpoint keeping the best epoch by that metric and the last one,
     unless the trainer's callbacks already hold a ModelCheckpoint or
-    checkpointing is off. Logs are CSV files under ``lightning_logs/``.
+    checkpointing is off. Without ``--trainer.logger``, logs are CSV files under
+    ``<default_root_dir>/lightning_logs/`` (the current directory when
+    ``--trainer.default_root_dir`` is not given), checkpoints beside them.
     """
 
     def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
@@ -49,7 +53,6 @@ class AttnzooCLI(LightningCLI):
             args=args,
             run=run,
             auto_configure_optimizers=False,  # the tasks take their optimiser and scheduler as arguments
-            trainer_defaults={"logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "."}}},
             parser_kwargs={"prog": "attnzoo", "description": _DESCRIPTION},
             save_config_kwargs={"overwrite": True},  # a rerun into the same folder replaces its config.yaml
         )
@@ -60,6 +63,10 @@ class AttnzooCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self._get(self.config_init, "trainer", default={})
+        if config.get("logger") in (None, True):
+            # Lightning's own default would be TensorBoard where it is installed; attnzoo's runs are CSV
+            # everywhere, under default_root_dir as Lightning puts its default logger.
+            kwargs["logger"] = CSVLogger(save_dir=config.get("default_root_dir") or os.getcwd())
         callbacks = list(config.get("callbacks") or [])
         monitor = getattr(self.model, "checkpoint_monitor", None)
         if (

@@ -39,8 +39,7 @@ def main() -> int:
         parser.error(f"no recipe {recipe}; the digits recipes are {', '.join(p.stem for p in recipe.parent.glob('*.yaml'))}")
 
     print(f"== 1. attnzoo fit --config {recipe.relative_to(ROOT)}")
-    cli = AttnzooCLI(args=["fit", "--config", str(recipe), "--trainer.default_root_dir", str(out),
-                           "--trainer.logger.init_args.save_dir", str(out), *args.overrides])
+    cli = AttnzooCLI(args=["fit", "--config", str(recipe), "--trainer.default_root_dir", str(out), *args.overrides])
     last = cli.trainer.checkpoint_callback.last_model_path
 
     folder = out / args.entry

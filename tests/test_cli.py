@@ -36,8 +36,7 @@ def _no_pytest_arguments(monkeypatch):
 
 def fit(tmp_path: Path, *args: str) -> AttnzooCLI:
     return AttnzooCLI(
-        args=["fit", "--config", str(RECIPE), "--trainer.default_root_dir", str(tmp_path),
-              "--trainer.logger.init_args.save_dir", str(tmp_path), *SHORT, *args]
+        args=["fit", "--config", str(RECIPE), "--trainer.default_root_dir", str(tmp_path), *SHORT, *args]
     )
 
 
@@ -72,6 +71,26 @@ def test_fit_keeps_best_and_last_checkpoints_logs_and_config(tmp_path):
     model = cli.model.model
     assert cli.model.num_classes == 10 and model.pretrained_cfg["labels"] == [str(d) for d in range(10)]
     assert model.pretrained_cfg["mean"] == cli.datamodule.mean and model.pretrained_cfg["dataset"] == "digits"
+
+
+def test_default_root_dir_decides_where_a_run_goes(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    fit(tmp_path / "run", "--trainer.max_epochs", "1")
+    run = tmp_path / "run" / "lightning_logs" / "version_0"
+    assert (run / "metrics.csv").is_file() and (run / "config.yaml").is_file()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir())[-1] == "last.ckpt"
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_given_logger_wins_over_the_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fit(tmp_path / "root", "--trainer.max_epochs", "1", "--trainer.logger", "CSVLogger",
+        "--trainer.logger.save_dir", str(tmp_path / "logs"), "--trainer.logger.name", "mine")
+    assert (tmp_path / "logs" / "mine" / "version_0" / "metrics.csv").is_file()
+    assert (tmp_path / "logs" / "mine" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "root" / "lightning_logs").exists()
 
 
 def test_resume_continues_at_the_saved_step(tmp_path):
@@ -181,7 +200,6 @@ def test_ddp_on_two_processes_with_bf16(tmp_path):
         "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
         "--trainer.precision", "bf16-mixed", "--trainer.max_epochs", "1",
         "--trainer.callbacks", json.dumps(callbacks), "--trainer.default_root_dir", str(tmp_path),
-        "--trainer.logger.init_args.save_dir", str(tmp_path),
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

@@ -23,7 +23,13 @@ from typing import Any
 from huggingface_hub import HfApi, hf_hub_download, try_to_load_from_cache
 from timm.data import ImageNetInfo
 from timm.models import get_pretrained_cfg
-from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    FileMetadataError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+)
 from safetensors.torch import save_file
 from torch import nn
 
@@ -152,11 +158,26 @@ def _download(
     """A file of a Hub repo in the local cache; ``source`` is what to pass to attnzoo.load to fetch it again."""
     try:
         return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=local_files_only))
-    except LocalEntryNotFoundError:
+    except LocalEntryNotFoundError as err:
+        missing = f"{where} is not in the local cache ({hf_constants.HF_HUB_CACHE})"
+        fetch_once = f"python -c \"import attnzoo; attnzoo.load('{source or repo_id}')\""
+        if local_files_only or hf_constants.HF_HUB_OFFLINE:
+            raise ValueError(
+                f"{missing} and downloads are off (HF_HUB_OFFLINE or local_files_only); "
+                f"fetch it once with network access: {fetch_once}"
+            ) from None
+        # huggingface_hub says the same thing whether the network is down or the endpoint is not a Hub.
+        cause = err.__cause__
+        problem = (
+            f"the server at {hf_constants.ENDPOINT} answered without the file's metadata ({cause}): "
+            "is HF_ENDPOINT a Hub or a Hub mirror?"
+            if isinstance(cause, FileMetadataError)
+            else f"the Hub at {hf_constants.ENDPOINT} could not be reached ({cause or err})"
+        )
         raise ValueError(
-            f"{where} is not in the local cache ({os.environ.get('HF_HOME', '~/.cache/huggingface')}) and "
-            f"downloads are off (HF_HUB_OFFLINE or local_files_only); fetch it once with network access: "
-            f"python -c \"import attnzoo; attnzoo.load('{source or repo_id}')\""
+            f"{missing} and {problem}. Point HF_ENDPOINT at a Hub or a mirror you can reach (e.g. a self-hosted "
+            f"olah: HF_ENDPOINT=http://mirror-host:8090), load a model folder by its path "
+            f"(attnzoo.load('path/to/folder')), or fetch it once with network access: {fetch_once}"
         ) from None
 
 

@@ -85,6 +85,27 @@ def test_cached_copy_loads_offline(tmp_path, hub, monkeypatch):
         attnzoo.load("acme/never-fetched")
 
 
+def test_an_unreachable_hub_is_not_called_offline_mode(tmp_path, monkeypatch):
+    """No network (a closed port), offline mode not set: the error says so, and where else to load from."""
+    import huggingface_hub.utils._http as hf_http
+
+    from .conftest import _free_port
+
+    endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    monkeypatch.setattr(hf_constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_http.time, "sleep", lambda seconds: None)  # huggingface_hub's retries, without the waits
+    for name in ("resnet50-sk", "acme/somewhere"):
+        with pytest.raises(ValueError) as raised:
+            attnzoo.load(name)
+        message = str(raised.value)
+        assert f"the Hub at {endpoint} could not be reached" in message, message
+        assert "HF_ENDPOINT" in message and "attnzoo.load('path/to/folder')" in message
+        assert "downloads are off" not in message and str(tmp_path / "hub") in message
+
+
 def test_environment_variables_are_honoured(tmp_path, hub):
     """HF_ENDPOINT and HF_HOME as a user sets them, then HF_HUB_OFFLINE=1 reusing the cache: in fresh processes."""
     attnzoo.save_pretrained(trained_like(), tmp_path / "m")
