@@ -49,7 +49,8 @@ PAPER = {
     "resnet50-cbam": "28.09 M",
     "resnet18-sk": "11.96 M (timm skresnet18)",
     "resnet34-sk": "22.28 M (timm skresnet34)",
-    "resnet18-dyconv": "42.7 M (~)",
+    "resnet18-dyconv": "42.7 M, in units of 2^20 (= 44.8 M) / 1.85 GMACs (~)",
+    "resnet50-gsop": "28.05 M (GSoP-Net1, ECA-Net's Table 2)",
 }
 
 HEADER = (

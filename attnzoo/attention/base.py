@@ -10,6 +10,7 @@ from attnzoo.viz import is_recording
 
 __all__ = [
     "AttentionModule",
+    "at_least_fp32",
     "is_recording",
     "check_choice",
     "check_conv_args",
@@ -99,6 +100,11 @@ def check_choice(name: str, arg: str, value: object, choices: Sequence[object]) 
     if value not in choices:
         raise ValueError(f"attention {name!r}: {arg} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def at_least_fp32(x: Tensor) -> Tensor:
+    """``x`` in float32 for statistics, unless it is already wider (float64 stays float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def softmax_fp32(x: Tensor, dim: int) -> Tensor:

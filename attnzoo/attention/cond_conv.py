@@ -8,7 +8,16 @@ Each example gets its own kernel W(x) = sum_e r_e(x) W_e over E experts
 (E = 4 or 8; default 4), with routing r(x) = sigmoid(FC(GAP(x))). The experts
 and the per-example grouped convolution are timm's ``CondConv2d``; the
 routing function is the paper's, which timm keeps inside its EfficientNet
-blocks rather than the layer.
+blocks rather than the layer. Each CondConv here routes from its own input, as
+the paper's layer does; the authors' EfficientNet-CondConv code (and timm's
+``CondConvResidual``) computes one routing per block, from the block's input,
+and shares it among the block's three convolutions.
+
+Where it goes: the paper uses CondConv in the later layers of a network (its
+EfficientNet-CondConv, as timm builds it, has it in every convolution of the
+blocks of the last three of seven stages); attnzoo's ResNets replace every
+convolution of the last stage's blocks, shortcut projection included
+(attnzoo/backbones/resnet.py).
 """
 from __future__ import annotations
 

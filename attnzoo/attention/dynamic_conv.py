@@ -5,14 +5,26 @@ CVPR 2020. https://arxiv.org/abs/1912.03458
 
 K = 4 parallel kernels aggregated per example, W(x) = sum_k pi_k(x) W_k, with
 an SE-like attention pi(x) = softmax(FC(ReLU(FC(GAP(x)))) / tau): hidden
-width int(C / 4) + 1 (as in the public reference code), and a temperature tau
-that starts at 30 and is annealed to 1 over the first epochs (the paper: 10
-epochs, linearly) so that all kernels train early. Each kernel gets its own
-Kaiming initialisation. timm has no dynamic convolution, so this one is ours.
+width int(C / 4) + 1, as in the public reference code (kaijieshi7/
+Dynamic-convolution-Pytorch, dynamic_conv.py), and a temperature tau that the
+paper anneals linearly from 30 to 1 over the first 10 epochs, so that every
+kernel trains early (attnzoo.tasks.DynamicConvTemperature does that, step by
+step). A module starts at tau = 30 (``INITIAL_TEMPERATURE``), where the
+schedule starts: a freshly built network attends almost uniformly over its
+kernels, as at the start of the paper's training; the temperature is a buffer
+saved with the weights, so a trained network keeps the one it ended at (1 after
+the schedule), and a network trained in a loop of one's own stays at 30 unless
+that loop calls :meth:`DynamicConv.set_temperature`.
+
+Initialisation as the reference code: each of the K kernels gets its own
+Kaiming-uniform initialisation (gain sqrt(2), fan-in = in_channels / groups x
+k x k of that kernel, not of the stacked K kernels), and the attention's two
+FCs Kaiming-normal (fan-out, ReLU) with a zero bias. The reference's schedule
+starts at 34 and drops by 3 after each epoch (1 after 11 epochs); attnzoo
+follows the paper's 30 -> 1 in 10 epochs. timm has no dynamic convolution, so
+this one is ours.
 """
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +33,10 @@ from torch import Tensor, nn
 from .base import AttentionModule, check_conv_args, check_fraction, check_positive_int, softmax_fp32
 from .registry import register_attention
 
-__all__ = ["DynamicConv"]
+__all__ = ["INITIAL_TEMPERATURE", "DynamicConv"]
+
+# The paper's temperature at the start of training, where its annealing schedule begins.
+INITIAL_TEMPERATURE = 30.0
 
 
 @register_attention(
@@ -50,7 +65,7 @@ class DynamicConv(AttentionModule, nn.Module):
         bias: bool = False,
         num_kernels: int = 4,
         rd_ratio: float = 1 / 4,
-        temperature: float = 30.0,
+        temperature: float = INITIAL_TEMPERATURE,
     ) -> None:
         super().__init__()
         name = "dyconv"
@@ -69,7 +84,10 @@ class DynamicConv(AttentionModule, nn.Module):
         self.register_buffer("temperature", torch.tensor(0.0))
         self.set_temperature(temperature)
         for w in self.weight:
-            nn.init.kaiming_uniform_(w, a=math.sqrt(5))
+            nn.init.kaiming_uniform_(w, nonlinearity="relu")
+        for fc in (self.fc1, self.fc2):
+            nn.init.kaiming_normal_(fc.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.fc2.bias)
 
     def set_temperature(self, temperature: float) -> None:
         if not temperature > 0:

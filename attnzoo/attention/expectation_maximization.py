@@ -24,8 +24,10 @@ Deviations from the authors' code, stated honestly:
   freezes that conv explicitly). Here the first T - 1 iterations run under
   ``no_grad`` and the last one with gradient ("one-step gradient", as in
   Hamburger), so the input conv is trained. Forward values are identical.
-- No ReLU after the residual sum (the reference ends with one), so that the
-  block is exactly the identity at initialisation, like the other stage blocks.
+- The block is exactly the identity at initialisation, the library's
+  convention for stage blocks: the output BN's scale starts at zero (the
+  authors' code starts every BN scale at one), and there is no ReLU after the
+  residual sum (the reference ends with one).
 
 The EM iterations run in float32 (also under autocast). ``attention_map`` is
 the final responsibilities z, (B, HW, K).
@@ -82,7 +84,11 @@ class EMAttention(AttentionModule, nn.Module):
         feats = self.conv_in(x)
         with torch.autocast(x.device.type, enabled=False):
             feats = feats.float().flatten(2)
-            bases = self.bases.float().expand(b, -1, -1)
+            # With one iteration the step below keeps its starting bases for the
+            # backward pass, and the moving average then writes into the buffer in
+            # place; a copy of the (1, C, K) buffer is then needed, and only then.
+            copy = self.iterations == 1 and self.training and torch.is_grad_enabled()
+            bases = self.bases.to(torch.float32, copy=copy).expand(b, -1, -1)
             with torch.no_grad():
                 for _ in range(self.iterations - 1):
                     _, bases = em_step(feats, bases)

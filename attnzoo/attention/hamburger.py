@@ -20,8 +20,12 @@ start from one fixed draw kept as a buffer (``init_bases``, saved with the
 weights), so that inference is deterministic. The factorisation runs in
 float32, also under autocast.
 
-Deviation: no ReLU after the residual sum (the reference ends with one), so
-that the block is exactly the identity at initialisation.
+Deviations from the authors' code, both so that the block is exactly the
+identity at initialisation, the library's convention for stage blocks:
+
+- The upper bread's BN scale starts at zero; the authors' ``_init_weight``
+  starts every BN scale at one.
+- No ReLU after the residual sum (the reference ends with one).
 
 ``decompose(x, steps, bases)`` exposes the factorisation itself.
 ``attention_map`` is the final coefficients, (B, HW, R).

@@ -3,28 +3,37 @@
 Lee, Kim and Nam, "SRM: A Style-based Recalibration Module for Convolutional
 Neural Networks", ICCV 2019. https://arxiv.org/abs/1903.10829
 
-Style pooling (each channel's mean and standard deviation over positions,
-sigma = sqrt(var + eps) with the biased variance of the paper's equation) ->
+Style pooling (each channel's mean and standard deviation over positions) ->
 channel-wise fully connected layer (2 weights per channel, no bias, starting
 at zero) -> BN -> sigmoid -> channel-wise scale. 4 parameters per channel.
-timm has no SRM, so this one is ours; the statistics are taken in float32.
+timm has no SRM, so this one is ours.
+
+The standard deviation is the unbiased one (divided by HW - 1) with no eps, as
+in the authors' code (``x.view(N, C, -1).std(dim=2)``); the paper's equation
+divides by HW. A constant channel has std 0 and gets a zero gradient through
+it. On a 1 x 1 map, where the unbiased std is undefined (the authors' code
+gives NaN), the std is taken as 0: one value has no spread.
+
+The statistics are taken in float32 (float64 stays float64), also under
+autocast, and cast to the parameters' dtype before the BN.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from .base import AttentionModule, check_positive_int
+from .base import AttentionModule, at_least_fp32, check_positive_int
 from .registry import register_attention
 
 __all__ = ["SRM", "style_pool"]
 
 
-def style_pool(x: Tensor, eps: float = 1e-5) -> Tensor:
-    """Per-channel (mean, std) of (B, C, H, W), shape (B, C, 2), in float32."""
-    flat = x.flatten(2).float()
-    var, mean = torch.var_mean(flat, dim=-1, correction=0)
-    return torch.stack([mean, (var + eps).sqrt()], dim=-1)
+def style_pool(x: Tensor) -> Tensor:
+    """Per-channel (mean, unbiased std) of (B, C, H, W), shape (B, C, 2), in float32 (float64 for float64 input)."""
+    flat = at_least_fp32(x.flatten(2))
+    # torch.std gives a zero gradient where the std is 0 (sqrt(var) would give NaN).
+    std, mean = torch.std_mean(flat, dim=-1, correction=1 if flat.shape[-1] > 1 else 0)
+    return torch.stack([mean, std], dim=-1)
 
 
 @register_attention(
@@ -46,7 +55,7 @@ class SRM(AttentionModule, nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x, self.channels)
-        z = (style_pool(x) * self.cfc.float()).sum(-1)[..., None, None]
-        gate = torch.sigmoid(self.bn(z))
+        z = (style_pool(x) * self.cfc).sum(-1).to(self.bn.weight.dtype)
+        gate = torch.sigmoid(self.bn(z[..., None, None]))
         self._record(gate)
         return x * gate.to(x.dtype)

@@ -11,10 +11,11 @@ from timm.models._features import FeatureListNet
 from torch import nn
 
 from .checkpoint import load_checkpoint
+from .restoration import CANet
 from .resnet import AttentionResNet
 from .spec import ARCHITECTURES, BackboneSpec, backbone_attentions
 
-__all__ = ["ARCHITECTURES", "AttentionResNet", "BackboneSpec", "create_model", "list_models"]
+__all__ = ["ARCHITECTURES", "AttentionResNet", "BackboneSpec", "CANet", "create_model", "list_models"]
 
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
@@ -72,7 +73,9 @@ def create_model(
         out_indices: which features (0 = stem, 1.. = stages); all by default.
         checkpoint_path: weights to load: an attnzoo or timm checkpoint of the same network
             (safetensors, or a .pth/.pt/.bin read with ``weights_only=True``).
-        stages: for stage mechanisms, the stages that get a block (default: the paper's).
+        stages: the stages (1-based) that carry the mechanism: for block and conv mechanisms, those
+            whose blocks carry it; for stage mechanisms, those that get blocks, each at its paper's
+            position within the stage (default: where the paper put it; see BackboneSpec).
         attention_kwargs: arguments for the attention mechanism.
         **kwargs: passed to timm's ResNet (``drop_rate``, ``drop_path_rate``, ``in_chans`` ...).
     """

@@ -46,10 +46,19 @@ class BackboneSpec:
     Args:
         arch: one of :data:`ARCHITECTURES`.
         attention: a registered mechanism of placement block, stage, conv or gate, or None.
-        stages: which stages (1-based) get the mechanism. For stage mechanisms, the stages after
-            which a block is inserted (default: the second-to-last, res4 of an ImageNet ResNet);
-            for block mechanisms, the stages whose blocks carry it (default: every stage, or
-            where the paper put it, e.g. GC in c3-c5). None means the default.
+        stages: which stages (1-based: 1 is res2 of an ImageNet ResNet, the first 32 x 32 stage of a
+            CIFAR one) carry the mechanism; None means where its paper put it (the tables in
+            attnzoo/backbones/resnet.py, described in docs/backbones.md). For block mechanisms, the
+            stages whose blocks carry it (default: every block of every stage; GC: stages 2 to 4, c3-c5;
+            GSoP: the last block of each stage). For conv
+            mechanisms, the stages whose blocks have their convolutions replaced (default: every
+            stage; CondConv: the last). For stage mechanisms, the stages that get standalone blocks,
+            each at its paper's position within a stage, repeated in every stage named: one block
+            before the stage's last block (nl, dnl, self, and a user's mechanism), after its 1st, 3rd
+            and 5th blocks (glore), or after its last block (cc, ema, ann, ham, psa); by default in
+            res4 (the second-to-last stage; stage 2 of a CIFAR network) or, for the mechanisms whose
+            papers use them as a head on the backbone's last map (cc, ema, ann, ham, psa), in the last
+            stage. Gate mechanisms take no stages: they replace every residual add.
         attention_kwargs: keyword arguments for the mechanism.
     """
 
@@ -78,9 +87,9 @@ class BackboneSpec:
                 )
         if self.stages is not None:
             stages = tuple(self.stages)
-            if self.attention is None or attention_info(self.attention).placement not in ("stage", "block"):
+            if self.attention is None or attention_info(self.attention).placement not in ("stage", "block", "conv"):
                 raise ValueError(
-                    f"stages={stages!r} applies only to stage and block attentions, not {self.attention!r}"
+                    f"stages={stages!r} applies only to stage, block and conv attentions, not {self.attention!r}"
                 )
             if not stages or any(isinstance(s, bool) or not isinstance(s, int) for s in stages):
                 raise ValueError(f"stages must be a non-empty sequence of stage numbers, got {self.stages!r}")

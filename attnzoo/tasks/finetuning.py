@@ -1,13 +1,15 @@
 """Fine-tuning strategies and attention-specific training schedules, as Lightning callbacks."""
 from __future__ import annotations
 
+from typing import Any
+
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import BaseFinetuning, Callback
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 
-from attnzoo.attention.dynamic_conv import DynamicConv
+from attnzoo.attention.dynamic_conv import INITIAL_TEMPERATURE, DynamicConv
 
 __all__ = ["FINETUNE_STRATEGIES", "BackboneFreeze", "DynamicConvTemperature"]
 
@@ -47,23 +49,33 @@ class BackboneFreeze(BaseFinetuning):
 
 
 class DynamicConvTemperature(Callback):
-    """Dynamic convolution's softmax temperature, annealed linearly from 30 to 1 over the first epochs.
+    """Dynamic convolution's softmax temperature, annealed linearly from 30 to 1 over the first 10 epochs.
 
-    Chen et al. 2020, section 3.2: tau = 30 at the start, 1 after 10 epochs.
+    Chen et al. 2020, section 3.2: tau = 30 at the start of training, reduced linearly to 1 in
+    the first 10 epochs. The paper does not say in what steps; the temperature here is set
+    before every training batch from the fraction of epochs done (``epoch + batch / batches``),
+    so it falls linearly with the steps rather than in ten jumps (the public reference code
+    lowers it once an epoch). With an iterable data set of unknown length it falls once an
+    epoch. ``start`` is the temperature a new :class:`~attnzoo.attention.dynamic_conv.DynamicConv`
+    has, so the first batch sees what an untrained network does.
     """
 
-    def __init__(self, start: float = 30.0, end: float = 1.0, epochs: int = 10) -> None:
+    def __init__(self, start: float = INITIAL_TEMPERATURE, end: float = 1.0, epochs: int = 10) -> None:
         if not start >= end > 0 or epochs < 1:
             raise ValueError(f"need start >= end > 0 and epochs >= 1, got start={start}, end={end}, epochs={epochs}")
         self.start, self.end, self.epochs = start, end, epochs
 
-    def temperature(self, epoch: int) -> float:
+    def temperature(self, epoch: float) -> float:
+        """The temperature after ``epoch`` epochs of training (fractional: 2.5 is half-way through the third)."""
         return self.end + (self.start - self.end) * max(0.0, 1 - epoch / self.epochs)
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        tau = self.temperature(trainer.current_epoch + batch_idx / trainer.num_training_batches)
         for module in pl_module.modules():
             if isinstance(module, DynamicConv):
-                module.set_temperature(self.temperature(trainer.current_epoch))
+                module.set_temperature(tau)
 
 
 def has_dynamic_conv(model: nn.Module) -> bool:

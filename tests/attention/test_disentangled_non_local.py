@@ -1,3 +1,4 @@
+"""DNL: both forms against hand-written references (W_z + BN, the authors' code), whitening, arguments."""
 import pytest
 import torch
 
@@ -66,10 +67,108 @@ def test_output_invariant_to_embedding_shift(projection):
     torch.testing.assert_close(m(x), before, rtol=1e-4, atol=1e-5)
 
 
+def _authors_reference(m, x: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward of the authors' _NonLocalNd_bn (yinmh17/DNL-Semantic-Segmentation, model/seg/ops/nonlocal_block.py)
+    with whiten_type ['channel'], with_gc, no downsample, use_out and out_bn off, written with bmm.
+
+    Returns (output, pairwise weights)."""
+    b, c, h, w = x.shape
+    query = conv1x1(m.theta, x).reshape(b, -1, h * w)  # (B, planes, HW)
+    key = conv1x1(m.phi, x).reshape(b, -1, h * w)
+    value = conv1x1(m.g, x).reshape(b, c, h * w)  # C -> C
+    query = query - query.mean(2, keepdim=True)
+    key = key - key.mean(2, keepdim=True)
+    sim = torch.bmm(query.transpose(1, 2), key) / query.shape[1] ** 0.5 / temperature
+    sim = stable_softmax(sim, dim=2)
+    out_sim = torch.bmm(sim, value.transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
+    out_sim = m.gamma * out_sim  # gamma scales the pairwise term only
+    mask = stable_softmax(conv1x1(m.unary, x).reshape(b, 1, h * w), dim=2)
+    out_gc = torch.bmm(value, mask.transpose(1, 2)).unsqueeze(-1)  # (B, C, 1, 1)
+    return x + out_sim + out_gc, sim
+
+
+@pytest.mark.parametrize("temperature", [0.05, 1.0])
+def test_authors_form_matches_reference_from_authors_code(temperature):
+    torch.manual_seed(0)
+    m = attnzoo.create_attention("dnl", 16, temperature=temperature, form="authors")
+    randomize(m, std=0.2).train()  # no BN: train and eval agree
+    x = torch.randn(2, 16, 5, 7)
+    expected, pairwise = _authors_reference(m, x, temperature)
+    with viz.record():
+        out = m(x)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(m.attention_map, pairwise, rtol=1e-4, atol=1e-5)
+
+
+def test_authors_form_parameters():
+    m = attnzoo.create_attention("dnl", 16, form="authors")
+    shapes = {name: tuple(p.shape) for name, p in m.named_parameters()}
+    assert shapes == {
+        "theta.weight": (8, 16, 1, 1),
+        "phi.weight": (8, 16, 1, 1),
+        "unary.weight": (1, 16, 1, 1),
+        "g.weight": (16, 16, 1, 1),  # values keep C channels, no bias, no W_z
+        "gamma": (1,),
+    }
+    assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in m.modules())
+    assert m.gamma.item() == 0
+    for name in ("theta", "phi", "unary"):
+        std = getattr(m, name).weight.std().item()
+        assert 0.005 < std < 0.02, (name, std)
+
+
+def test_authors_form_gamma_scales_only_the_pairwise_term():
+    # With gamma = 0 the block still adds the unary term: the same vector at every position.
+    torch.manual_seed(0)
+    m = randomize(attnzoo.create_attention("dnl", 8, form="authors"), std=0.3)
+    with torch.no_grad():
+        m.gamma.zero_()
+    x = torch.randn(2, 8, 4, 5)
+    added = m(x) - x
+    b, c, h, w = x.shape
+    mask = stable_softmax(conv1x1(m.unary, x).reshape(b, h * w), dim=-1)
+    expected = torch.einsum("bcj,bj->bc", conv1x1(m.g, x).reshape(b, c, h * w), mask)
+    torch.testing.assert_close(added, expected[:, :, None, None].expand_as(x), rtol=1e-4, atol=1e-5)
+    assert added.abs().amax() > 0.01
+
+
+@pytest.mark.parametrize("size", [(5, 7), (1, 1), (3, 8)])
+def test_authors_form_starts_as_identity(size):
+    torch.manual_seed(0)
+    m = attnzoo.create_attention("dnl", 16, form="authors")
+    x = torch.randn(2, 16, *size)
+    assert torch.equal(m.train()(x), x)
+    assert torch.equal(m.eval()(x[:1]), x[:1])
+
+
+def test_authors_form_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    m = randomize(attnzoo.create_attention("dnl", 16, form="authors"), std=0.2)
+    x = torch.randn(2, 16, 5, 7, requires_grad=True)
+    y = m(x)
+    (y * torch.randn_like(y)).sum().backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert x.grad.abs().sum() > 0
+
+
+def test_authors_form_compiles_and_runs_under_bf16_autocast():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    m = randomize(attnzoo.create_attention("dnl", 16, form="authors"), std=0.2).eval()
+    x = torch.randn(2, 16, 5, 7)
+    ref = m(x)
+    torch.testing.assert_close(torch.compile(m, fullgraph=True, backend="eager")(x), ref)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = m(x)
+    assert torch.isfinite(y).all()
+    assert (y.float() - ref).norm() / ref.norm() < 0.05
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{"temperature": 0}, {"temperature": -1.0}, {"temperature": True}, {"temperature": "hot"},
-     {"rd_ratio": 0}, {"inner_channels": 0}],
+     {"rd_ratio": 0}, {"inner_channels": 0}, {"form": "mmseg"}, {"form": None}],
 )
 def test_bad_arguments(kwargs):
     assert_bad_arguments("dnl", 16, **kwargs)

@@ -104,6 +104,36 @@ def test_set_temperature_rejects_non_positive(t):
     assert m.temperature.item() == 30.0
 
 
+@pytest.mark.parametrize(("in_channels", "groups", "kernel_size"), [(64, 1, 3), (96, 4, 3), (128, 1, 1)])
+def test_each_kernel_is_kaiming_uniform_over_its_own_fan_in(in_channels, groups, kernel_size):
+    # The reference code (kaijieshi7/Dynamic-convolution-Pytorch) calls kaiming_uniform_(weight[k]) with
+    # its defaults: bound sqrt(6 / fan_in), fan_in = in_channels / groups * k * k of one kernel.
+    torch.manual_seed(0)
+    m = attnzoo.create_attention("dyconv", in_channels, out_channels=128, groups=groups, kernel_size=kernel_size)
+    bound = (6 / (in_channels // groups * kernel_size**2)) ** 0.5
+    for w in m.weight:
+        assert w.abs().max() <= bound and w.abs().max() > 0.99 * bound
+        assert w.std().item() == pytest.approx(bound / 3**0.5, rel=0.03)  # uniform on [-b, b]
+    assert not torch.equal(m.weight[0], m.weight[1])
+
+
+def test_attention_fcs_are_kaiming_normal_fan_out_with_zero_bias():
+    torch.manual_seed(0)
+    m = attnzoo.create_attention("dyconv", 512)
+    hidden = 512 // 4 + 1
+    assert m.fc1.weight.std().item() == pytest.approx((2 / hidden) ** 0.5, rel=0.03)  # fan_out of fc1: hidden
+    assert m.fc2.weight.std().item() == pytest.approx((2 / 4) ** 0.5, rel=0.1)  # fan_out of fc2: K = 4
+    assert not m.fc2.bias.any()
+
+
+def test_a_new_module_starts_where_the_temperature_schedule_starts():
+    from attnzoo.attention.dynamic_conv import INITIAL_TEMPERATURE
+    from attnzoo.tasks import DynamicConvTemperature
+
+    assert attnzoo.create_attention("dyconv", 4).temperature.item() == INITIAL_TEMPERATURE == 30.0
+    assert DynamicConvTemperature().temperature(0) == INITIAL_TEMPERATURE
+
+
 def test_defaults_follow_the_paper():
     m = attnzoo.create_attention("dyconv", 16)
     assert m.weight.shape == (4, 16, 16, 3, 3)  # K = 4

@@ -1,3 +1,5 @@
+import copy
+
 import attnzoo.attention.expectation_maximization  # noqa: F401
 import pytest
 import torch
@@ -6,8 +8,17 @@ import attnzoo
 
 from .helpers import assert_bad_arguments, bn_eval, conv1x1, randomize_batchnorm, stable_softmax
 
+DDP_ITERATIONS, DDP_STEPS = (1, 3), 3
 
-def reference(m, x, bases0, detach_before_last=False):
+
+def bn_train(t, bn):
+    """Training-mode BatchNorm over dim 1 of ``t``: the batch's mean and biased variance, then the affine map."""
+    mean = t.mean((0, 2, 3), keepdim=True)
+    var = ((t - mean) ** 2).mean((0, 2, 3), keepdim=True)
+    return (t - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
+
+
+def reference(m, x, bases0, detach_before_last=False, norm=bn_eval):
     """EM attention written out with einsum: returns output, final bases, responsibilities."""
     feats = conv1x1(m.conv_in, x)
     b, c, h, w = feats.shape
@@ -21,7 +32,7 @@ def reference(m, x, bases0, detach_before_last=False):
         mu = torch.einsum("bcn,bnk->bck", feats, z / (1e-6 + z.sum(1, keepdim=True)))
         mu = mu / (1e-6 + torch.sqrt((mu**2).sum(1, keepdim=True)))
     recon = torch.einsum("bck,bnk->bcn", mu, z).clamp_min(0).reshape(b, c, h, w)
-    return x + bn_eval(conv1x1(m.conv_out, recon), m.norm), mu, z
+    return x + norm(conv1x1(m.conv_out, recon), m.norm), mu, z
 
 
 def test_output_matches_reference_em():
@@ -89,29 +100,97 @@ def test_bad_arguments(kwargs):
     assert_bad_arguments("ema", **{"channels": 16, **kwargs})
 
 
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+def test_training_steps_update_bases_and_match_reference_gradients(iterations):
+    # With iterations=1 the moving-average update once wrote into the bases that
+    # backward still needed ("modified by an inplace operation").
+    torch.manual_seed(0)
+    m = randomize_batchnorm(attnzoo.create_attention("ema", 8, num_bases=4, iterations=iterations)).train()
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    for _ in range(3):
+        x = torch.randn(2, 8, 3, 5)
+        bases0 = m.bases.clone()
+        opt.zero_grad()
+        m(x).square().mean().backward()
+        grads = [p.grad.clone() for p in m.parameters()]
+        assert grads[0].abs().sum() > 0  # the input conv learns
+
+        _, mu_t, _ = reference(m, x, bases0)
+        torch.testing.assert_close(m.bases, 0.9 * bases0 + 0.1 * mu_t.mean(0, keepdim=True), rtol=1e-4, atol=1e-6)
+        assert not torch.allclose(m.bases, bases0)
+
+        opt.zero_grad()
+        out, _, _ = reference(m, x, bases0, detach_before_last=True, norm=bn_train)
+        out.square().mean().backward()
+        for grad, p in zip(grads, m.parameters()):
+            torch.testing.assert_close(grad, p.grad, rtol=1e-4, atol=1e-6)
+        opt.step()
+
+
+def _batch(rank: int, step: int) -> torch.Tensor:
+    return torch.randn(2, 8, 5, 6, generator=torch.Generator().manual_seed(10 * step + rank))  # different data per rank
+
+
+def _module(iterations: int):
+    torch.manual_seed(0)  # the same module on both ranks
+    return randomize_batchnorm(attnzoo.create_attention("ema", 8, num_bases=4, iterations=iterations)).train()
+
+
+def _snapshot(m):
+    return [m.bases.clone()] + [p.detach().clone() for p in m.parameters()]
+
+
 def _ddp_rank(rank: int, init_file: str, results: str) -> None:
     import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    torch.manual_seed(0)  # the same module on both ranks
-    m = attnzoo.create_attention("ema", 8, num_bases=4).train()
-    x = torch.randn(2, 8, 5, 6, generator=torch.Generator().manual_seed(rank + 1))  # different data per rank
-    m(x)
-    torch.save(m.bases, f"{results}/rank{rank}.pt")
+    for iterations in DDP_ITERATIONS:
+        m = _module(iterations)
+        ddp = DistributedDataParallel(m)
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.5)
+        history = []
+        for step in range(DDP_STEPS):
+            opt.zero_grad()
+            ddp(_batch(rank, step)).square().mean().backward()
+            opt.step()
+            history.append(_snapshot(m))
+        torch.save(history, f"{results}/rank{rank}-it{iterations}.pt")
     dist.destroy_process_group()
 
 
-def test_bases_are_averaged_over_ranks_under_ddp(tmp_path):
+def _one_process_ddp(iterations: int) -> list:
+    """DDP's steps replayed in one process: gradients and bases' batch means averaged over both ranks' batches."""
+    m = _module(iterations)
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    history = []
+    for step in range(DDP_STEPS):
+        start = copy.deepcopy(m.state_dict())
+        grads, means = [], []
+        for rank in range(2):
+            m.load_state_dict(start)
+            m.zero_grad()
+            m(_batch(rank, step)).square().mean().backward()
+            grads.append([p.grad.clone() for p in m.parameters()])
+            means.append((m.bases - 0.9 * start["bases"]) / 0.1)
+        m.load_state_dict(start)
+        for p, g0, g1 in zip(m.parameters(), *grads):
+            p.grad = (g0 + g1) / 2
+        opt.step()
+        m.bases.copy_(0.9 * start["bases"] + 0.1 * (means[0] + means[1]) / 2)
+        history.append(_snapshot(m))
+    return history
+
+
+def test_ddp_training_steps_keep_ranks_in_step(tmp_path):
     torch.multiprocessing.spawn(_ddp_rank, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
-    rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
-    torch.testing.assert_close(rank0, rank1)
-    # The same update computed in one process from both ranks' batches.
-    torch.manual_seed(0)
-    m = attnzoo.create_attention("ema", 8, num_bases=4).train()
-    start = m.bases.clone()
-    means = []
-    for rank in range(2):
-        m.bases.copy_(start)
-        m(torch.randn(2, 8, 5, 6, generator=torch.Generator().manual_seed(rank + 1)))
-        means.append((m.bases - 0.9 * start) / 0.1)
-    torch.testing.assert_close(rank0, 0.9 * start + 0.1 * (means[0] + means[1]) / 2)
+    for iterations in DDP_ITERATIONS:
+        rank0 = torch.load(tmp_path / f"rank0-it{iterations}.pt")
+        rank1 = torch.load(tmp_path / f"rank1-it{iterations}.pt")
+        expected = _one_process_ddp(iterations)
+        for step in range(DDP_STEPS):
+            for a, b, e in zip(rank0[step], rank1[step], expected[step]):
+                torch.testing.assert_close(a, b)  # the same bases and weights on every rank
+                torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-6)
+            previous = rank0[step - 1][0] if step else _module(iterations).bases
+            assert not torch.allclose(rank0[step][0], previous)  # the bases move at every step

@@ -34,8 +34,9 @@ def test_spec_from_dict_and_validation():
         BackboneSpec.from_any({"attention": "se"})
     with pytest.raises(ValueError, match="needs 'arch'.*got keys"):
         BackboneSpec.from_any({"arch": "resnet20", "atention": "se"})
-    with pytest.raises(ValueError, match="only to stage and block attentions, not 'sk'"):
-        BackboneSpec("resnet20", "sk", stages=(1,))
+    with pytest.raises(ValueError, match="only to stage, block and conv attentions, not 'highway'"):
+        BackboneSpec("resnet20", "highway", stages=(1,))
+    assert BackboneSpec("resnet20", "condconv", stages=[2, 3]).stages == (2, 3)
     with pytest.raises(ValueError, match="without an attention"):
         BackboneSpec("resnet20", attention_kwargs={"rd_ratio": 0.5})
     with pytest.raises(ValueError, match="expected a model name"):

@@ -77,13 +77,27 @@ def test_freeze_keeps_the_backbone_fixed():
     assert not changed(start, end, "layer") and changed(start, end, "fc.")
 
 
-def test_dynamic_convolution_temperature_is_annealed():
-    assert DynamicConvTemperature().temperature(0) == 30 and DynamicConvTemperature().temperature(10) == 1
-    assert DynamicConvTemperature().temperature(5) == pytest.approx(15.5)
+class TemperatureLog(pl.Callback):
+    """The temperature each training batch ran at."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.seen.append({float(m.temperature) for m in pl_module.modules() if isinstance(m, DynamicConv)})
+
+
+def test_dyconv_temperature_is_annealed_linearly_with_the_steps():
+    # Chen et al. 2020: tau from 30 down to 1, linearly, over the first 10 epochs; then 1.
+    schedule = DynamicConvTemperature()
+    assert schedule.temperature(0) == 30 and schedule.temperature(10) == 1 and schedule.temperature(12) == 1
+    assert schedule.temperature(5) == pytest.approx(15.5) and schedule.temperature(2.5) == pytest.approx(22.75)
     model = ImageClassifier("resnet20-dyconv", num_classes=3)
-    trainer(3).fit(model, datamodule=Blobs())
-    temps = [float(m.temperature) for m in model.modules() if isinstance(m, DynamicConv)]
-    assert len(temps) == 9 and all(t == pytest.approx(DynamicConvTemperature().temperature(2)) for t in temps)
+    log = TemperatureLog()
+    trainer(3, callbacks=[log]).fit(model, datamodule=Blobs())  # 3 batches an epoch
+    expected = [30 - 29 * (epoch + batch / 3) / 10 for epoch in range(3) for batch in range(3)]
+    assert len(log.seen) == 9 and all(len(temps) == 1 for temps in log.seen)  # every dynamic conv alike
+    assert [temps.pop() for temps in log.seen] == pytest.approx(expected)
 
 
 def test_bad_arguments_and_class_mismatch_raise():
