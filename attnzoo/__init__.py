@@ -3,7 +3,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import viz
 from .attention import AttentionInfo, attention_info, create_attention, list_attentions, register_attention
-from .backbones import BackboneSpec, create_model, list_models
+from .backbones import BackboneSpec, DetectorSpec, create_model, list_models
 from .zoo import load, publish, save_pretrained
 
 try:
@@ -14,6 +14,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 __all__ = [
     "AttentionInfo",
     "BackboneSpec",
+    "DetectorSpec",
     "attention_info",
     "create_attention",
     "create_model",

@@ -40,10 +40,13 @@ class AttnzooCLI(LightningCLI):
     """LightningCLI with the data module's classes linked into the task.
 
     ``data.num_classes`` and ``data.labels`` become the model's ``num_classes``
-    and ``labels``. A task that names a ``checkpoint_monitor`` gets a
-    ModelCheckpoint keeping the best epoch by that metric and the last one,
-    unless the trainer's callbacks already hold a ModelCheckpoint or
-    checkpointing is off. Without ``--trainer.logger``, logs are CSV files under
+    and ``labels``; ``data.category_ids`` (detection: the categories' original
+    ids) becomes the model's ``category_ids`` where both have it (jsonargparse
+    skips a link whose source attribute or target parameter is absent). A task
+    that names a ``checkpoint_monitor`` gets a ModelCheckpoint keeping the best
+    epoch by that metric and the last one, unless the trainer's callbacks
+    already hold a ModelCheckpoint or checkpointing is off. Without
+    ``--trainer.logger``, logs are CSV files under
     ``<default_root_dir>/lightning_logs/`` (the current directory when
     ``--trainer.default_root_dir`` is not given), checkpoints beside them.
     """
@@ -60,6 +63,7 @@ class AttnzooCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.labels", "model.init_args.labels", apply_on="instantiate")
+        parser.link_arguments("data.category_ids", "model.init_args.category_ids", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self._get(self.config_init, "trainer", default={})

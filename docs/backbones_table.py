@@ -1,4 +1,4 @@
-"""Regenerate the model table in docs/backbones.md from attnzoo.list_models().
+"""Regenerate the model table in docs/backbones.md: every backbone attnzoo.list_models() lists.
 
     python docs/backbones_table.py          # rewrite the table in place (several minutes on 2 cores)
     python docs/backbones_table.py --check  # exit 1 if the file is out of date
@@ -19,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from generated import between, regenerate, replace_between
 
 import attnzoo
+from attnzoo.backbones.detection import is_detector_name
 
 DOC = Path(__file__).with_name("backbones.md")
 START, END = "<!-- backbones-table:start -->", "<!-- backbones-table:end -->"
@@ -103,8 +104,13 @@ def row(name: str) -> str:
     )
 
 
+def backbone_names() -> list[str]:
+    """The names :func:`attnzoo.list_models` gives, but for the detectors (docs/detection.md has those)."""
+    return [name for name in attnzoo.list_models() if not is_detector_name(name)]
+
+
 def render(progress: bool = False) -> str:
-    names = attnzoo.list_models()
+    names = backbone_names()
     rows = [HEADER]
     for i, name in enumerate(names, 1):
         if progress:

@@ -1,4 +1,5 @@
-"""Attention-configured backbones, built by name: ``create_model("resnet50-sk")``."""
+"""Attention-configured backbones and the task networks on them, built by name:
+``create_model("resnet50-sk")``, ``create_model("fcos-resnet50-gc")``."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,16 +12,35 @@ from timm.models._features import FeatureListNet
 from torch import nn
 
 from .checkpoint import load_checkpoint
+from .detection import (
+    DETECTOR_ARCHITECTURES,
+    DETECTORS,
+    DetectorSpec,
+    create_detector,
+    is_detector_name,
+    misspelled_detector,
+)
 from .restoration import CANet
 from .resnet import AttentionResNet
 from .spec import ARCHITECTURES, BackboneSpec, backbone_attentions
 
-__all__ = ["ARCHITECTURES", "AttentionResNet", "BackboneSpec", "CANet", "create_model", "list_models"]
+__all__ = [
+    "ARCHITECTURES",
+    "DETECTORS",
+    "AttentionResNet",
+    "BackboneSpec",
+    "CANet",
+    "DetectorSpec",
+    "create_detector",
+    "create_model",
+    "list_models",
+]
 
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
-    """Every buildable model name (each architecture, plain and with each backbone attention) matching
-    ``pattern`` (fnmatch wildcards: ``"resnet50-*"``, ``"*-cbam"``); with ``pretrained=True``, the zoo's
+    """Every buildable model name (each architecture, plain and with each backbone attention, and each
+    detector on each ImageNet-style one: ``"fcos-resnet50-gc"``) matching ``pattern`` (fnmatch
+    wildcards: ``"resnet50-*"``, ``"*-cbam"``, ``"fcos-*"``); with ``pretrained=True``, the zoo's
     names with their weight tags (``"resnet50-sk.ra_in1k"``)."""
     if pretrained:
         from attnzoo.zoo.catalog import list_pretrained
@@ -28,6 +48,12 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
         return list_pretrained(pattern)
     names = [arch for arch in ARCHITECTURES]
     names += [f"{arch}-{attention}" for arch in ARCHITECTURES for attention in backbone_attentions()]
+    names += [
+        f"{detector}-{backbone}"
+        for detector in DETECTORS
+        for backbone in names
+        if backbone.partition("-")[0] in DETECTOR_ARCHITECTURES
+    ]
     return sorted(fnmatch.filter(names, pattern))
 
 
@@ -49,11 +75,21 @@ def _pretrained(name: str, spec: BackboneSpec, num_classes: int, kwargs: Mapping
     return model
 
 
+def _is_detector(name: object) -> bool:
+    if isinstance(name, Mapping):
+        return "detector" in name
+    return isinstance(name, DetectorSpec) or is_detector_name(name)
+
+
+def _name(name: str | Mapping[str, Any] | DetectorSpec) -> str:
+    return name if isinstance(name, str) else DetectorSpec.from_any(name).name
+
+
 def create_model(
-    name: str | Mapping[str, Any] | BackboneSpec,
+    name: str | Mapping[str, Any] | BackboneSpec | DetectorSpec,
     *,
     pretrained: bool = False,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     features_only: bool = False,
     out_indices: Sequence[int] | None = None,
     checkpoint_path: str | Path | None = None,
@@ -61,13 +97,19 @@ def create_model(
     attention_kwargs: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build an attention-configured backbone.
+    """Build an attention-configured backbone, or a detector on one.
+
+    A detector name (``"fcos-resnet50-gc"``), a dict with DetectorSpec's fields or a DetectorSpec
+    builds a detector: :func:`attnzoo.backbones.detection.create_detector` with these arguments
+    (``pretrained_backbone``, ``trainable_backbone_layers`` and torchvision's constructor arguments
+    go in ``kwargs``); ``features_only`` and ``out_indices`` do not apply to it.
 
     Args:
         name: a model name (``"resnet50-se"``), a dict with BackboneSpec's fields, or a BackboneSpec.
         pretrained: load the zoo's weights for this name (tagged, or the default tag); with another
             ``num_classes`` than the weights have, the classifier is new.
-        num_classes: classifier outputs (0 for none: the network returns pooled features).
+        num_classes: classifier outputs (0 for none: the network returns pooled features); 1000 by
+            default. For a detector, the object classes plus the background: 91 (COCO's) by default.
         features_only: return the feature maps of ``out_indices`` instead (timm's FeatureListNet,
             with ``feature_info.channels()`` and ``.reduction()``).
         out_indices: which features (0 = stem, 1.. = stages); all by default.
@@ -79,6 +121,25 @@ def create_model(
         attention_kwargs: arguments for the attention mechanism.
         **kwargs: passed to timm's ResNet (``drop_rate``, ``drop_path_rate``, ``in_chans`` ...).
     """
+    if _is_detector(name):
+        if features_only or out_indices is not None:
+            raise ValueError(f"{_name(name)}: features_only and out_indices apply to backbones, not to detectors")
+        if pretrained:
+            raise ValueError(
+                f"{_name(name)}: the zoo has no detector weights to build by name yet; give "
+                "pretrained_backbone=True for the backbone's ImageNet weights, or checkpoint_path"
+            )
+        return create_detector(
+            name,
+            num_classes=91 if num_classes is None else num_classes,
+            checkpoint_path=checkpoint_path,
+            stages=stages,
+            attention_kwargs=attention_kwargs,
+            **kwargs,
+        )
+    if isinstance(name, str) and (close := misspelled_detector(name)):
+        raise ValueError(f"unknown model {name!r}: is its detector {close}? Detectors: {', '.join(DETECTORS)}.")
+    num_classes = 1000 if num_classes is None else num_classes
     spec = BackboneSpec.from_any(name)
     if stages is not None or attention_kwargs is not None:
         spec = dataclasses.replace(

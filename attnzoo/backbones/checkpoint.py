@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-__all__ = ["load_checkpoint", "map_timm_keys", "read_state_dict"]
+__all__ = ["load_checkpoint", "load_state", "map_timm_keys", "read_state_dict"]
 
 _PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 # timm's ConvNormAct inside SK blocks -> the ResNet block's own conv/bn names.
@@ -64,10 +64,9 @@ def map_timm_keys(state: Mapping[str, Tensor], target_keys: set[str]) -> dict[st
     return mapped
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> None:
-    """Load ``path`` into ``model`` strictly; ValueError lists missing, unexpected and mis-shaped keys."""
+def load_state(model: nn.Module, state: Mapping[str, Tensor], source: str | Path) -> None:
+    """Load ``state`` into ``model`` strictly; ValueError lists missing, unexpected and mis-shaped keys."""
     own = model.state_dict()
-    state = map_timm_keys(read_state_dict(path), set(own))
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = sorted(
@@ -83,9 +82,14 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
             return f"\n  {title}: {shown}" if keys else ""
 
         raise ValueError(
-            f"checkpoint {str(path)!r} does not fit {name!r}:"
+            f"checkpoint {str(source)!r} does not fit {name!r}:"
             + listing("missing from the checkpoint", missing)
             + listing("not in the model", unexpected)
             + listing("different shapes", shapes)
         )
     model.load_state_dict(state, strict=True)
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> None:
+    """Load ``path`` (attnzoo's or timm's keys) into ``model`` strictly (see :func:`load_state`)."""
+    load_state(model, map_timm_keys(read_state_dict(path), set(model.state_dict())), path)

@@ -5,6 +5,8 @@ import math
 
 import lightning as L
 import torch
+from collections.abc import Callable
+
 from torch.utils.data import DataLoader, Dataset
 
 __all__ = ["check_int", "make_loader"]
@@ -15,7 +17,9 @@ def check_int(owner: str, name: str, value: object, minimum: int) -> None:
         raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
 
 
-def make_loader(datamodule: L.LightningDataModule, dataset: Dataset, train: bool) -> DataLoader:
+def make_loader(
+    datamodule: L.LightningDataModule, dataset: Dataset, train: bool, collate_fn: Callable | None = None
+) -> DataLoader:
     """Shuffled for training, in order otherwise; ``datamodule`` gives batch_size and num_workers."""
     batch_size, num_workers = datamodule.batch_size, datamodule.num_workers
     # A lone last training sample makes BatchNorm fail ("Expected more than 1 value per channel");
@@ -30,4 +34,5 @@ def make_loader(datamodule: L.LightningDataModule, dataset: Dataset, train: bool
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
         drop_last=train and per_process % batch_size == 1,
+        collate_fn=collate_fn,
     )

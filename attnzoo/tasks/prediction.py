@@ -4,14 +4,34 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-__all__ = ["ClassificationWriter"]
+__all__ = ["ClassificationWriter", "rank_path", "write_atomically"]
+
+
+def rank_path(trainer: pl.Trainer, output: Path) -> Path:
+    """``output``, or ``<stem>.rank<N><suffix>`` for each process under DDP."""
+    if trainer.world_size > 1:
+        return output.with_name(f"{output.stem}.rank{trainer.global_rank}{output.suffix}")
+    return output
+
+
+def write_atomically(path: Path, write: Callable[[TextIO], None], newline: str | None = None) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then rename it into place: nothing half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "w", newline=newline) as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class ClassificationWriter(BasePredictionWriter):
@@ -37,25 +57,18 @@ class ClassificationWriter(BasePredictionWriter):
         predictions: Sequence[Any],
         batch_indices: Sequence[Any],
     ) -> None:
-        path = self.output
-        if trainer.world_size > 1:
-            path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
         # Lightning nests both by data loader, except the predictions of a single loader.
         if predictions and not isinstance(predictions[0], list):
             predictions = [predictions]
         batches = [pair for loader in zip(predictions, batch_indices) for pair in zip(*loader)]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".csv")
-        try:
-            with os.fdopen(fd, "w", newline="") as f:
-                rows = csv.writer(f)
-                rows.writerow(["index", "class", "label", "probability"])
-                for batch, indices in batches:
-                    labels = batch["labels"] or [""] * len(indices)
-                    chosen = batch["probs"].gather(1, batch["index"][:, None])[:, 0]
-                    for i, cls, label, p in zip(indices, batch["index"].tolist(), labels, chosen.tolist()):
-                        rows.writerow([i, cls, label, f"{p:.6f}"])
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        def write(f: TextIO) -> None:
+            rows = csv.writer(f)
+            rows.writerow(["index", "class", "label", "probability"])
+            for batch, indices in batches:
+                labels = batch["labels"] or [""] * len(indices)
+                chosen = batch["probs"].gather(1, batch["index"][:, None])[:, 0]
+                for i, cls, label, p in zip(indices, batch["index"].tolist(), labels, chosen.tolist()):
+                    rows.writerow([i, cls, label, f"{p:.6f}"])
+
+        write_atomically(rank_path(trainer, self.output), write, newline="")

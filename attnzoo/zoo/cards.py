@@ -10,12 +10,30 @@ from attnzoo.attention import attention_info
 
 __all__ = ["render_card"]
 
-_TASK_TYPES = {"classification": "image-classification"}
+_TASK_TYPES = {"classification": "image-classification", "detection": "object-detection"}
+
+
+def _summary(config: Mapping[str, Any], attention: str | None) -> str:
+    """One sentence: what the network is and what it takes."""
+    with_attention = f" with `{attention}` attention" if attention else ""
+    if config["task"] == "detection":
+        spec = config["spec"]
+        return (
+            f"An attnzoo `{spec['detector']}` detector (torchvision's) on a `{spec['backbone']['arch']}` backbone"
+            f"{with_attention}, {config['num_classes'] - 1} object classes, images resized to "
+            f"min_size {config['min_size']} / max_size {config['max_size']}."
+        )
+    size = "x".join(map(str, config["input_size"]))
+    return (
+        f"An attnzoo `{config['spec']['arch']}` network{with_attention} for {config['task']}, "
+        f"{config['num_classes']} classes, input {size}."
+    )
 
 
 def render_card(config: Mapping[str, Any], metrics: Mapping[str, float] | None, recipe: str | None) -> ModelCard:
     """A Hub model card for the model described by ``config`` (see :func:`attnzoo.save_pretrained`)."""
-    name, attention = config["name"], config["spec"].get("attention")
+    spec = config["spec"]
+    name, attention = config["name"], spec.get("backbone", spec).get("attention")
     task_type = _TASK_TYPES.get(config["task"], config["task"])
     dataset = config.get("dataset") or "custom"
     results = [
@@ -34,7 +52,7 @@ def render_card(config: Mapping[str, Any], metrics: Mapping[str, float] | None, 
         license=config.get("license", "apache-2.0"),
         tags=["attnzoo", task_type, *([f"attention:{attention}"] if attention else [])],
         datasets=[dataset] if config.get("dataset") else None,
-        pipeline_tag=task_type if task_type == "image-classification" else None,
+        pipeline_tag=task_type if task_type in _TASK_TYPES.values() else None,
         model_name=name,
         eval_results=results or None,
     )
@@ -45,9 +63,7 @@ def render_card(config: Mapping[str, Any], metrics: Mapping[str, float] | None, 
         "",
         f"# {name}",
         "",
-        f"An attnzoo `{config['spec']['arch']}` network"
-        + (f" with `{attention}` attention" if attention else "")
-        + f" for {config['task']}, {config['num_classes']} classes, input {'x'.join(map(str, config['input_size']))}.",
+        _summary(config, attention),
         "",
         "## How to load",
         "",

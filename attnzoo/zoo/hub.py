@@ -32,9 +32,11 @@ from huggingface_hub.errors import (
 )
 from safetensors.torch import save_file
 from torch import nn
+from torchvision.models.detection._utils import overwrite_eps
 
 from attnzoo.backbones import AttentionResNet, BackboneSpec
 from attnzoo.backbones.checkpoint import load_checkpoint
+from attnzoo.backbones.detection import DetectorSpec, create_detector
 
 from .cards import render_card
 from .catalog import ZooEntry, is_zoo_name, resolve
@@ -57,19 +59,53 @@ def _version() -> str:
     return __version__
 
 
-def model_config(model: nn.Module) -> dict[str, Any]:
-    """What ``config.json`` records of ``model``: enough to rebuild it and to feed it."""
-    if not isinstance(model, AttentionResNet):
-        raise ValueError(f"save_pretrained takes an attnzoo backbone (attnzoo.create_model), got {type(model).__name__}")
+def _spec_dict(spec: BackboneSpec) -> dict[str, Any]:
+    return {
+        "arch": spec.arch,
+        "attention": spec.attention,
+        "stages": list(spec.stages) if spec.stages else None,
+        "attention_kwargs": dict(spec.attention_kwargs),
+    }
+
+
+def _detector_config(model: nn.Module) -> dict[str, Any]:
     spec, cfg = model.spec, model.pretrained_cfg
     return {
         "name": cfg.get("name", spec.name),
-        "spec": {
-            "arch": spec.arch,
-            "attention": spec.attention,
-            "stages": list(spec.stages) if spec.stages else None,
-            "attention_kwargs": dict(spec.attention_kwargs),
-        },
+        "spec": {"detector": spec.detector, "backbone": _spec_dict(spec.backbone)},
+        "task": "detection",
+        "num_classes": cfg["num_classes"],
+        "labels": cfg.get("labels"),
+        "category_ids": cfg.get("category_ids"),
+        "dataset": cfg.get("dataset"),
+        "min_size": cfg["min_size"],
+        "max_size": cfg["max_size"],
+        "image_mean": list(cfg["image_mean"]),
+        "image_std": list(cfg["image_std"]),
+        "score_thresh": cfg["score_thresh"],
+        "nms_thresh": cfg["nms_thresh"],
+        "detections_per_img": cfg["detections_per_img"],
+        # What the network is rebuilt with; the fields above say the same for a reader.
+        "detector_kwargs": dict(cfg.get("detector_kwargs") or {}),
+        "frozen_bn_eps": cfg.get("frozen_bn_eps"),
+        "license": cfg.get("license", "apache-2.0"),
+        "attnzoo_version": _version(),
+    }
+
+
+def model_config(model: nn.Module) -> dict[str, Any]:
+    """What ``config.json`` records of ``model``: enough to rebuild it and to feed it."""
+    if isinstance(getattr(model, "spec", None), DetectorSpec):
+        return _detector_config(model)
+    if not isinstance(model, AttentionResNet):
+        raise ValueError(
+            "save_pretrained takes an attnzoo network (attnzoo.create_model: a backbone or a detector), "
+            f"got {type(model).__name__}"
+        )
+    spec, cfg = model.spec, model.pretrained_cfg
+    return {
+        "name": cfg.get("name", spec.name),
+        "spec": _spec_dict(spec),
         "task": cfg.get("task", "classification"),
         "num_classes": model.num_classes,
         "labels": cfg.get("labels"),
@@ -123,10 +159,25 @@ def save_pretrained(
     return directory
 
 
-def build_from_config(config: Mapping[str, Any], weights: Path, **kwargs: Any) -> AttentionResNet:
-    """The network that ``config`` describes, with ``weights`` loaded strictly; ``kwargs`` go to timm's ResNet."""
-    model = AttentionResNet(BackboneSpec.from_any(config["spec"]), num_classes=config["num_classes"], **kwargs)
-    load_checkpoint(model, weights)
+def build_from_config(config: Mapping[str, Any], weights: Path, **kwargs: Any) -> nn.Module:
+    """The network that ``config`` describes, with ``weights`` loaded strictly.
+
+    ``kwargs`` go to timm's ResNet for a backbone, to torchvision's constructor for a detector.
+    """
+    if config.get("task") == "detection":
+        # Loading trained weights freezes the backbone's BN and early layers, as torchvision does for
+        # fine-tuning; a safetensors file carries no BN epsilon, so config.json does.
+        model = create_detector(
+            config["spec"],
+            num_classes=config["num_classes"],
+            checkpoint_path=weights,
+            **{**config.get("detector_kwargs", {}), **kwargs},
+        )
+        if config.get("frozen_bn_eps") is not None:
+            overwrite_eps(model, config["frozen_bn_eps"])
+    else:
+        model = AttentionResNet(BackboneSpec.from_any(config["spec"]), num_classes=config["num_classes"], **kwargs)
+        load_checkpoint(model, weights)
     model.pretrained_cfg.update(config)
     return model
 

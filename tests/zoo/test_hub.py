@@ -192,3 +192,35 @@ def test_publish_to_the_hub_calls_huggingface_hub(tmp_path, monkeypatch):
             {"folder_path": str(folder), "repo_id": "acme/digits", "revision": "v2", "commit_message": "Publish resnet20-cbam"},
         ),
     ]
+
+
+def test_a_detector_saves_and_loads_back_with_its_settings(tmp_path):
+    from timm.layers import freeze_batch_norm_2d
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    # A frozen-BN state dict in torchvision's COCO format: RetinaNet then runs with BN epsilon 0.
+    settings = dict(min_size=64, max_size=96, score_thresh=0.0)
+    source = attnzoo.create_model("retinanet-resnet18-se", num_classes=4, **settings)
+    source.backbone.body = freeze_batch_norm_2d(source.backbone.body)
+    randomize_batchnorm(source)
+    torch.save(source.state_dict(), tmp_path / "retinanet.pth")
+    model = attnzoo.create_model("retinanet-resnet18-se", num_classes=4, checkpoint_path=tmp_path / "retinanet.pth",
+                                 **settings).eval()
+    model.pretrained_cfg.update(labels=["a", "b", "c"], category_ids=[5, 7, 9], dataset="shapes")
+    attnzoo.save_pretrained(model, tmp_path / "det", metrics={"test/map_50": 0.5})
+
+    config = json.loads((tmp_path / "det" / "config.json").read_text())
+    assert config["task"] == "detection" and config["spec"]["detector"] == "retinanet"
+    assert config["spec"]["backbone"]["attention"] == "se" and config["frozen_bn_eps"] == 0.0
+    assert config["min_size"] == 64 and config["category_ids"] == [5, 7, 9] and config["labels"] == ["a", "b", "c"]
+    assert "object-detection" in ModelCard.load(tmp_path / "det" / "README.md").content
+
+    loaded = attnzoo.load(tmp_path / "det")
+    assert {m.eps for m in loaded.modules() if isinstance(m, FrozenBatchNorm2d)} == {0.0}
+    assert loaded.pretrained_cfg["category_ids"] == [5, 7, 9] and not loaded.training
+    images = [torch.rand(3, 70, 90, generator=torch.Generator().manual_seed(1))]
+    with torch.no_grad():
+        expected, got = model(images)[0], loaded(images)[0]
+    assert len(expected["boxes"]) > 0
+    for key in ("boxes", "scores", "labels"):
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0)
