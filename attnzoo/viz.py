@@ -155,6 +155,11 @@ def show_digits(model: nn.Module | str | Path, path: str | Path, count: int = 4)
     if not isinstance(model, nn.Module):
         model = load(model)
     cfg = model.pretrained_cfg
+    if cfg.get("task", "classification") != "classification":
+        raise ValueError(
+            f"{cfg.get('name', cfg.get('architecture'))!r} is a {cfg['task']} model; attnzoo show draws "
+            "classification models on test digits (pictures for the other tasks are still to come)"
+        )
     channels, height, width = cfg["input_size"]
     test = DigitsData(augment=False, in_chans=1).test_set
     plain = F.interpolate(test.images[:count], size=(height, width), mode="bilinear", align_corners=False)

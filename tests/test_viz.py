@@ -68,6 +68,8 @@ def test_bad_input(tmp_path):
         draw(torch.rand(2, 32, 32), maps, tmp_path / "x.png", row_titles=["a"])
     with pytest.raises(ValueError, match="count must be an integer in 1..32"):
         show_digits(attnzoo.create_model("resnet20-cbam", num_classes=10), tmp_path / "x.png", count=0)
+    with pytest.raises(ValueError, match="'fcos-resnet18' is a detection model"):
+        show_digits(attnzoo.create_model("fcos-resnet18", num_classes=3), tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
 
 
