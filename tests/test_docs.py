@@ -3,7 +3,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import attnzoo
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

@@ -13,15 +13,16 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from attnzoo.backbones import AttentionResNet, BackboneSpec, create_model
 
+from ._common import TaskModule
 from .finetuning import FINETUNE_STRATEGIES, BackboneFreeze, DynamicConvTemperature, has_dynamic_conv
 
 __all__ = ["ImageClassifier"]
 
-# A data module's attributes that describe its images (timm's data config keys, and the data set's name).
-_DATA_CONFIG = ("dataset", "input_size", "mean", "std", "interpolation", "crop_pct")
+# A data module's attributes that describe its images (timm's data config keys).
+_DATA_CONFIG = ("input_size", "mean", "std", "interpolation", "crop_pct")
 
 
-class ImageClassifier(pl.LightningModule):
+class ImageClassifier(TaskModule):
     """An attention-configured backbone and a linear head for ``num_classes`` classes.
 
     Args:
@@ -92,25 +93,13 @@ class ImageClassifier(pl.LightningModule):
         return self.model(x)
 
     def setup(self, stage: str) -> None:
-        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        data = self._adopt_data("classes")
         if data is None:
             return
-        data_classes = getattr(data, "num_classes", None)
-        if data_classes is not None and data_classes != self.num_classes:
-            raise ValueError(
-                f"the data has {data_classes} classes but the model was built for num_classes={self.num_classes}"
-            )
         # What the data module knows of its images travels with the weights into config.json.
-        cfg = self.model.pretrained_cfg
-        cfg.update({key: getattr(data, key) for key in _DATA_CONFIG if getattr(data, key, None) is not None})
-        if cfg.get("labels") is None and getattr(data, "labels", None) is not None:
-            cfg["labels"] = list(data.labels)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["pretrained_cfg"] = dict(self.model.pretrained_cfg)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.model.pretrained_cfg.update(checkpoint.get("pretrained_cfg", {}))
+        self.model.pretrained_cfg.update(
+            {key: getattr(data, key) for key in _DATA_CONFIG if getattr(data, key, None) is not None}
+        )
 
     def configure_callbacks(self) -> list[pl.Callback]:
         callbacks: list[pl.Callback] = []

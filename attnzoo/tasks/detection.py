@@ -31,12 +31,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR
@@ -45,7 +42,8 @@ from torchmetrics.detection import MeanAveragePrecision
 from attnzoo.backbones import BackboneSpec
 from attnzoo.backbones.detection import DetectorSpec, create_detector
 
-from .prediction import rank_path, write_atomically
+from ._common import TaskModule
+from .prediction import FileWriter
 
 __all__ = ["DetectionSGD", "DetectionWriter", "ImageMeanAveragePrecision", "ObjectDetector"]
 
@@ -121,7 +119,7 @@ def _check_length(owner: str, name: str, values: Sequence[Any] | None, count: in
     return values
 
 
-class ObjectDetector(pl.LightningModule):
+class ObjectDetector(TaskModule):
     """torchvision's Faster R-CNN, RetinaNet or FCOS over an attention backbone with an FPN.
 
     Args:
@@ -208,33 +206,14 @@ class ObjectDetector(pl.LightningModule):
         return self.model(images)
 
     def setup(self, stage: str) -> None:
-        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if data is None:
+        data = self._adopt_data("categories")
+        data_ids = None if data is None else getattr(data, "category_ids", None)
+        if data_ids is None:
             return
-        data_classes = getattr(data, "num_classes", None)
-        if data_classes is not None and data_classes != self.num_classes:
-            raise ValueError(
-                f"the data has {data_classes} categories but the model was built for num_classes={self.num_classes}"
-            )
-        cfg = self.model.pretrained_cfg
-        data_ids = getattr(data, "category_ids", None)
-        if data_ids is not None:
-            if self.hparams.category_ids is None:
-                cfg["category_ids"] = list(data_ids)
-            elif list(data_ids) != self.category_ids:
-                raise ValueError(
-                    f"the data's category_ids {list(data_ids)} differ from the model's {self.category_ids}"
-                )
-        if cfg.get("labels") is None and getattr(data, "labels", None) is not None:
-            cfg["labels"] = list(data.labels)
-        if getattr(data, "dataset", None) is not None:
-            cfg["dataset"] = data.dataset
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["pretrained_cfg"] = dict(self.model.pretrained_cfg)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.model.pretrained_cfg.update(checkpoint.get("pretrained_cfg", {}))
+        if self.hparams.category_ids is None:
+            self.model.pretrained_cfg["category_ids"] = list(data_ids)
+        elif list(data_ids) != self.category_ids:
+            raise ValueError(f"the data's category_ids {list(data_ids)} differ from the model's {self.category_ids}")
 
     def training_step(self, batch: tuple[Images, Targets], batch_idx: int) -> Tensor:
         images, targets = batch
@@ -307,7 +286,7 @@ class ObjectDetector(pl.LightningModule):
         return [optimizer], schedulers
 
 
-class DetectionWriter(BasePredictionWriter):
+class DetectionWriter(FileWriter):
     """Write the detections as a COCO results JSON: ``[{image_id, category_id, bbox, score}, ...]``.
 
     ``bbox`` is ``[x, y, width, height]`` in pixels of the image as the predict
@@ -321,16 +300,9 @@ class DetectionWriter(BasePredictionWriter):
     """
 
     def __init__(self, output: str = "detections.json") -> None:
-        super().__init__(write_interval="epoch")
-        self.output = Path(output)
+        super().__init__(output)
 
-    def write_on_epoch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        predictions: Sequence[Any],
-        batch_indices: Sequence[Any],
-    ) -> None:
+    def write(self, f: TextIO, predictions: Sequence[Any], batch_indices: Sequence[Any]) -> None:
         # Lightning nests predictions by data loader, except those of a single loader.
         if predictions and predictions[0] and isinstance(predictions[0][0], list):
             predictions = [batch for loader in predictions for batch in loader]
@@ -340,4 +312,4 @@ class DetectionWriter(BasePredictionWriter):
             xywh = torch.cat([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], dim=1)
             for box, category, score in zip(xywh.tolist(), image["category_ids"].tolist(), image["scores"].tolist()):
                 results.append({"image_id": image["image_id"], "category_id": category, "bbox": box, "score": score})
-        write_atomically(rank_path(trainer, self.output), lambda f: json.dump(results, f))
+        json.dump(results, f)
