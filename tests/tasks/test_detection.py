@@ -375,6 +375,10 @@ def test_ddp_fit_on_two_processes(tmp_path):
     callbacks = [{"class_path": "tests.cli_helpers.SaveRankWeights", "init_args": {"directory": str(weights)}}]
     command = [
         sys.executable, "-m", "attnzoo.cli", "fit", *CLI_MODEL, *CLI_DATA, *QUIET,
+        # 96 px: at 64 px FPN's P7 is computed from a 1 x 1 P6, where oneDNN's bf16 backward of the stride-2
+        # conv returns NaN weight gradients now and then on the CPU (PyTorch 2.14; fine with mkldnn off).
+        "--data.image_size", "96", "--model.detector_kwargs", json.dumps({"min_size": 96, "max_size": 96}),
+        "--seed_everything", "0",
         "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
         "--trainer.precision", "bf16-mixed", "--trainer.max_epochs", "1",
         "--trainer.callbacks", json.dumps(callbacks), "--trainer.default_root_dir", str(tmp_path),
@@ -385,7 +389,8 @@ def test_ddp_fit_on_two_processes(tmp_path):
     assert "distributed_backend=gloo" in done.stderr and "MEMBER: 2/2" in done.stderr
     rank0, rank1 = load_file(weights / "rank0.safetensors"), load_file(weights / "rank1.safetensors")
     assert rank0.keys() == rank1.keys() and all(torch.equal(rank0[k], rank1[k]) for k in rank0)
-    # The CLI seeds 0 as the test does, so this is the network the processes started from.
+    # Seeded 0 as the processes were, so this is the network they started from.
+    torch.manual_seed(0)
     initial = ObjectDetector("resnet18", "fcos", num_classes=8, detector_kwargs=SMALL).state_dict()
     key = "model.head.classification_head.cls_logits.weight"
     assert not torch.equal(rank0[key], initial[key])
