@@ -5,7 +5,9 @@
     attnzoo zoo list [PATTERN]             the catalog: name, task, parameters, metrics, source, cached or not
     attnzoo zoo info NAME                  one entry in full
     attnzoo publish ...                    a trained checkpoint or a saved folder to a folder, the Hub or a mirror
-    attnzoo show MODEL --output PNG        a picture of a model's attention maps on test digits
+    attnzoo show MODEL --output PNG        a picture of what a model does and where it attends: a classifier's
+                                           maps on test digits; a detector's boxes and backbone maps on
+                                           ShapesData test images or on --image FILE ... (--score_thresh)
 """
 from __future__ import annotations
 
@@ -79,19 +81,25 @@ class AttnzooCLI(LightningCLI):
             and not any(isinstance(c, ModelCheckpoint) for c in callbacks)
         ):
             metric, mode = monitor
-            best = ModelCheckpoint(monitor=metric, mode=mode, save_last=True, filename="best-{epoch:03d}")
-            kwargs["callbacks"] = [*callbacks, best]
+            best = ModelCheckpoint(monitor=metric, mode=mode, filename="best-{epoch:03d}")
+            # Since Lightning 2.6, save_last=True writes last.ckpt only beside a new best checkpoint; this
+            # one is the state after every training epoch, validated or not.
+            last = ModelCheckpoint(filename="last", save_on_train_epoch_end=True, enable_version_counter=False)
+            kwargs["callbacks"] = [*callbacks, best, last]
         return super().instantiate_trainer(**kwargs)
 
 
-def _num_classes(entry) -> int | None:
-    """The entry's class count, where it is known without a download."""
+def _network_kwargs(entry) -> dict[str, int] | None:
+    """What builds the entry's network besides its name (class count, FPN width), where known without a download."""
     if entry.folder is not None and (entry.folder / "config.json").is_file():
-        return json.loads((entry.folder / "config.json").read_text())["num_classes"]
+        config = json.loads((entry.folder / "config.json").read_text())
+        return {k: config[k] for k in ("num_classes", "fpn_channels") if k in config}
     if entry.timm is not None:
         from timm.models import get_pretrained_cfg
 
-        return get_pretrained_cfg(entry.timm).num_classes
+        return {"num_classes": get_pretrained_cfg(entry.timm).num_classes}
+    if entry.torchvision is not None:
+        return {"num_classes": len(entry.torchvision_weights.meta["categories"])}
     return None
 
 
@@ -107,10 +115,10 @@ def zoo_table(pattern: str = "*", cached: bool = True) -> str:
     ]
     for name in list_pretrained(pattern):
         entry = catalog()[name]
-        classes = _num_classes(entry)
+        kwargs = _network_kwargs(entry)
         params = "-"
-        if classes is not None:
-            params = f"{sum(p.numel() for p in create_model(entry.spec, num_classes=classes).parameters()) / 1e6:.2f}"
+        if kwargs is not None:
+            params = f"{sum(p.numel() for p in create_model(entry.spec, **kwargs).parameters()) / 1e6:.2f}"
         metrics = ", ".join(f"{k} {v}" for k, v in entry.metrics.items())
         default = " (default)" if entry.default else ""
         row = f"| {name}{default} | {entry.task} | {params} | {metrics} | {entry.location} |"
@@ -160,9 +168,21 @@ def _publish(args: argparse.Namespace) -> None:
 
 
 def _show(args: argparse.Namespace) -> None:
-    from attnzoo.viz import show_digits
+    from attnzoo.viz import show_detections, show_digits
+    from attnzoo.zoo import load
 
-    path = show_digits(args.model, args.output, count=args.count)
+    model = load(args.model)
+    detector_options = {"images": args.images, "score_thresh": args.score_thresh}
+    given = {name: value for name, value in detector_options.items() if value is not None}
+    if model.pretrained_cfg.get("task") == "detection":
+        path = show_detections(model, args.output, count=args.count, **given)
+    elif given:
+        raise ValueError(
+            f"--{'image' if 'images' in given else 'score_thresh'} is for detectors; {args.model!r} is a "
+            f"{model.pretrained_cfg.get('task', 'classification')} model"
+        )
+    else:
+        path = show_digits(model, args.output, count=args.count)
     print(f"wrote {path}")
 
 
@@ -193,10 +213,20 @@ def _tools(argv: Sequence[str]) -> int:
     publish.add_argument("--private", action="store_true")
     publish.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
 
-    show = commands.add_parser("show", help="a picture of a model's attention maps on test digits")
+    show = commands.add_parser(
+        "show",
+        help="a picture of what a model does and where it attends",
+        description="Draw a model's attention maps, one row per image. A classifier: its prediction and maps "
+        "on test digits. A detector: its boxes (class and score) on each image, then its backbone's maps "
+        "laid over it; on ShapesData's test images, or on your own with --image.",
+    )
     show.add_argument("model", help="a zoo name, a model folder or a Hub repo id")
     show.add_argument("--output", default="attention_maps.png", help="PNG file to write")
-    show.add_argument("--count", type=int, default=4, help="test digits to show")
+    show.add_argument("--count", type=int, default=4, help="test digits or ShapesData test images to show (1-32)")
+    show.add_argument(
+        "--image", dest="images", nargs="+", metavar="FILE", help="detectors: image files (PNG, JPEG ...) to draw"
+    )
+    show.add_argument("--score_thresh", type=float, help="detectors: the least score of a box drawn (default 0.3)")
 
     args = parser.parse_args(argv)
     try:

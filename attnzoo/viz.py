@@ -10,8 +10,9 @@ tensors alive::
             if getattr(m, "attention_map", None) is not None}
 
 :func:`attention_maps` does that; :func:`draw` turns the maps into a PNG
-(matplotlib), and :func:`show_digits` draws a model's maps on test digits
-(``attnzoo show``).
+(matplotlib). ``attnzoo show`` draws a model's maps on its task's pictures:
+:func:`show_digits` on test digits for a classifier, :func:`show_detections`
+its boxes and its backbone's maps on images for a detector.
 """
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["attention_maps", "draw", "is_recording", "record", "show_digits"]
+__all__ = ["attention_maps", "draw", "is_recording", "record", "show_detections", "show_digits"]
 
 # A plain module global rather than a ContextVar: torch.compile traces reads of
 # globals (and guards on them), whereas ContextVar.get() breaks the graph.
@@ -50,81 +53,125 @@ def is_recording() -> bool:
 
 
 @torch.no_grad()
-def attention_maps(model: nn.Module, images: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-    """The model's logits on ``images`` (in eval mode) and each attention module's map, by module name."""
+def attention_maps(model: nn.Module, images: Tensor | Sequence[Tensor]) -> tuple[Any, dict[str, Tensor]]:
+    """The model's output on ``images`` (in eval mode) and each attention module's map, by module name.
+
+    ``images`` is what the model takes: a batch (B, C, H, W), or a list of (C, H, W) images for a detector.
+    """
     was_training = model.training
     model.eval()
     try:
         with record():
-            logits = model(images)
+            output = model(images)
     finally:
         model.train(was_training)
     maps = {
         name: m.attention_map for name, m in model.named_modules() if getattr(m, "attention_map", None) is not None
     }
-    return logits, maps
+    return output, maps
 
 
-def _drawable(maps: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Spatial maps (B, K, H, W) averaged over K to (B, H, W); without any, channel gates (B, C, 1, 1) as (B, 1, C)."""
-    spatial = {n: m.float().mean(1) for n, m in maps.items() if m.dim() == 4 and m.shape[-1] * m.shape[-2] > 1}
+def _drawable(maps: Mapping[str, Tensor | Sequence[Tensor]]) -> dict[str, list[Tensor]]:
+    """Each image's map as drawn, by module name.
+
+    ``maps`` holds, per module, a batch (B, K, H, W) or a list of (K, H, W), one per image (images of
+    different sizes). Spatial maps are averaged over K to (H, W); without any, channel gates (C, 1, 1)
+    become strips (1, C). Other layouts (token-by-token weights) are left out.
+    """
+    per_image = {name: list(m) for name, m in maps.items()}
+    spatial = {
+        name: [m.float().mean(0) for m in ms]
+        for name, ms in per_image.items()
+        if all(m.dim() == 3 and m.shape[-1] * m.shape[-2] > 1 for m in ms)
+    }
     if spatial:
         return spatial
-    return {n: m.float().flatten(1)[:, None] for n, m in maps.items() if m.dim() == 4 and m.shape[-1] * m.shape[-2] == 1}
+    return {
+        name: [m.float().flatten()[None] for m in ms]
+        for name, ms in per_image.items()
+        if all(m.dim() == 3 and m.shape[-1] * m.shape[-2] == 1 for m in ms)
+    }
+
+
+def _picture(image: Tensor) -> Tensor:
+    """(H, W) or (C, H, W) in [0, 1] as imshow takes it: (H, W, 3) for RGB, else grey (H, W)."""
+    if image.dim() == 3:
+        image = image.permute(1, 2, 0) if image.shape[0] == 3 else image.mean(0)
+    return image.float().clamp(0, 1)
 
 
 def draw(
-    images: Tensor,
-    maps: Mapping[str, Tensor],
+    images: Tensor | Sequence[Tensor],
+    maps: Mapping[str, Tensor | Sequence[Tensor]],
     path: str | Path,
     row_titles: Sequence[str] | None = None,
     max_columns: int = 9,
+    boxes: Sequence[tuple[Tensor, Sequence[str]]] | None = None,
 ) -> Path:
     """A PNG with one row per image: the image, then each attention module's map.
 
     Args:
-        images: (B, H, W) or (B, C, H, W) with values in [0, 1], as they should be seen.
-        maps: module name -> ``attention_map`` as :func:`attention_maps` returns them. Spatial maps
-            (B, K, H, W) are averaged over K and laid over the image, each scaled to its own range
-            (the colours compare places within a map, not maps); a model with channel gates only
-            (B, C, 1, 1) gets them drawn as strips. Other layouts (token-by-token weights) are left out.
+        images: (B, H, W) or (B, C, H, W) with values in [0, 1], as they should be seen; or a list of
+            (H, W) or (C, H, W) images, which may differ in size.
+        maps: module name -> ``attention_map`` as :func:`attention_maps` returns them, or a list of each
+            image's map (K, H, W). Spatial maps (B, K, H, W) are averaged over K and laid over the image,
+            each scaled to its own range (the colours compare places within a map, not maps); a model
+            with channel gates only (B, C, 1, 1) gets them drawn as strips. Other layouts (token-by-token
+            weights) are left out.
         path: the PNG to write (through a temporary file, so no half-written picture is left).
         row_titles: a caption per image, e.g. the predicted and true label.
         max_columns: at most this many modules, spread evenly over the network's depth.
+        boxes: per image, boxes (N, 4) xyxy in its pixels and a caption for each, drawn on the image.
     """
-    from matplotlib.figure import Figure  # drawn without pyplot: no display, no global state
-
     drawable = _drawable(maps)
     if not drawable:
         raise ValueError(
             f"none of the {len(maps)} attention maps is a spatial map (B, K, H, W) or a channel gate (B, C, 1, 1)"
         )
-    if images.dim() == 4:
-        images = images.mean(1) if images.shape[1] != 3 else images
-    count = images.shape[0]
-    if row_titles is not None and len(row_titles) != count:
-        raise ValueError(f"{len(row_titles)} row titles for {count} images")
+    return _render(images, drawable, path, row_titles, max_columns, boxes)
+
+
+def _render(
+    images: Tensor | Sequence[Tensor],
+    drawable: Mapping[str, Sequence[Tensor]],
+    path: str | Path,
+    row_titles: Sequence[str] | None,
+    max_columns: int,
+    boxes: Sequence[tuple[Tensor, Sequence[str]]] | None,
+    title: str | None = None,
+) -> Path:
+    """:func:`draw`'s picture from maps already made drawable; with none, the images (and boxes) alone."""
+    from matplotlib.figure import Figure  # drawn without pyplot: no display, no global state
+
+    count = len(images)
+    for name, given in (("row titles", row_titles), ("box lists", boxes)):
+        if given is not None and len(given) != count:
+            raise ValueError(f"{len(given)} {name} for {count} images")
     names = list(drawable)
     if len(names) > max_columns:
         names = [names[round(i * (len(names) - 1) / (max_columns - 1))] for i in range(max_columns)]
-    size = images.shape[-2:]
     figure = Figure(figsize=(1.6 * (len(names) + 1), 1.7 * count), layout="constrained")
+    if title:
+        figure.suptitle(title, fontsize=8, wrap=True)
     axes = figure.subplots(count, len(names) + 1, squeeze=False)
     for row in range(count):
-        image = images[row].permute(1, 2, 0) if images.dim() == 4 else images[row]
-        axes[row, 0].imshow(image.clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+        picture = _picture(images[row])
+        axes[row, 0].imshow(picture.numpy(), cmap="gray", vmin=0, vmax=1)
         axes[row, 0].set_title(row_titles[row] if row_titles else "input", fontsize=8)
+        if boxes:
+            _draw_boxes(axes[row, 0], *boxes[row])
         for column, name in enumerate(names, start=1):
             attention = drawable[name][row]
             ax = axes[row, column]
             if attention.shape[0] == 1:  # a channel-gate strip
                 ax.imshow(attention.numpy(), cmap="viridis", aspect="auto", vmin=0, vmax=1)
             else:
+                size = picture.shape[:2]
                 up = F.interpolate(attention[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
-                ax.imshow(image.clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+                ax.imshow(picture.numpy(), cmap="gray", vmin=0, vmax=1)
                 ax.imshow(up.numpy(), cmap="inferno", alpha=0.6)
             if row == 0:
-                ax.set_title(f"{name}\n{'x'.join(map(str, drawable[name].shape[1:]))}", fontsize=7)
+                ax.set_title(f"{name}\n{'x'.join(map(str, attention.shape))}", fontsize=7)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -141,6 +188,28 @@ def draw(
     return path
 
 
+def _draw_boxes(ax: Any, boxes: Tensor, captions: Sequence[str]) -> None:
+    """Boxes (N, 4), xyxy in pixels, with their captions, on an image drawn by imshow."""
+    from matplotlib.patches import Rectangle
+
+    for (x0, y0, x1, y1), caption in zip(boxes.tolist(), captions):
+        # imshow centres pixel i on i, where box coordinates put its left edge.
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="lime", linewidth=0.8))
+        ax.text(
+            x0 - 0.5, y0 - 0.5, caption, fontsize=5, va="top", clip_on=True,
+            bbox={"facecolor": "lime", "edgecolor": "none", "pad": 0.3},
+        )
+
+
+def _check_count(count: int) -> None:
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 32:
+        raise ValueError(f"count must be an integer in 1..32, got {count!r}")
+
+
+def _model_name(cfg: Mapping[str, Any]) -> str:
+    return cfg.get("name") or cfg.get("architecture")
+
+
 def show_digits(model: nn.Module | str | Path, path: str | Path, count: int = 4) -> Path:
     """Draw ``model``'s attention maps on the first ``count`` test digits of DigitsData.
 
@@ -150,15 +219,14 @@ def show_digits(model: nn.Module | str | Path, path: str | Path, count: int = 4)
     from attnzoo.data import DigitsData
     from attnzoo.zoo import load
 
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 32:
-        raise ValueError(f"count must be an integer in 1..32, got {count!r}")
+    _check_count(count)
     if not isinstance(model, nn.Module):
         model = load(model)
     cfg = model.pretrained_cfg
     if cfg.get("task", "classification") != "classification":
         raise ValueError(
-            f"{cfg.get('name', cfg.get('architecture'))!r} is a {cfg['task']} model; attnzoo show draws "
-            "classification models on test digits (pictures for the other tasks are still to come)"
+            f"{_model_name(cfg)!r} is a {cfg['task']} model; show_digits draws classification models on "
+            "test digits (show_detections draws detectors; pictures for the other tasks are still to come)"
         )
     channels, height, width = cfg["input_size"]
     test = DigitsData(augment=False, in_chans=1).test_set
@@ -169,3 +237,116 @@ def show_digits(model: nn.Module | str | Path, path: str | Path, count: int = 4)
     labels = cfg.get("labels") or [str(i) for i in range(logits.shape[1])]
     titles = [f"{labels[p]} (true {t})" for p, t in zip(logits.argmax(1).tolist(), test.targets[:count].tolist())]
     return draw(plain[:, 0], maps, path, row_titles=titles)
+
+
+def _crop(attention: Tensor, resized: Sequence[int], padded: Sequence[int]) -> Tensor:
+    """The part of a map (B, K, h, w) of a padded detector batch that lies over the image, at the map's resolution.
+
+    The detector's transform resizes the image to ``resized`` (H, W) and pads it at the bottom and right
+    to ``padded``. The image covers ``h * resized / padded`` map rows, rarely a whole number: cutting at a
+    cell boundary would stretch the map over the picture by up to a cell, so the map is resampled
+    (bilinearly, roi_align) at ceil of that many points spread over exactly the image's region.
+    Channel gates and other layouts are returned as they are.
+    """
+    from torchvision.ops import roi_align
+
+    if attention.dim() != 4 or attention.shape[-1] * attention.shape[-2] == 1:
+        return attention
+    height, width = attention.shape[-2:]
+    rows = -(-height * resized[0] // padded[0])  # integer ceil: a float product may land just above a whole number
+    columns = -(-width * resized[1] // padded[1])
+    region = [0.0, 0.0, width * resized[1] / padded[1], height * resized[0] / padded[0]]
+    boxes = torch.tensor([[i, *region] for i in range(attention.shape[0])], dtype=torch.float32)
+    return roi_align(attention.float(), boxes, (rows, columns), sampling_ratio=1, aligned=True)
+
+
+def _detect(model: nn.Module, image: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """A detector's detections on one image (3, H, W) and its backbone's attention maps, cropped to the image."""
+    batches = []
+    # The transform's output tells how the image was resized and padded before the backbone saw it.
+    hook = model.transform.register_forward_hook(lambda module, args, output: batches.append(output[0]))
+    try:
+        (detections,), maps = attention_maps(model, [image])
+    finally:
+        hook.remove()
+    resized, padded = batches[0].image_sizes[0], batches[0].tensors.shape[-2:]
+    return detections, {n.removeprefix("backbone.body."): _crop(m, resized, padded) for n, m in maps.items()}
+
+
+def _read_image(path: str | Path) -> Tensor:
+    """An image file as RGB (3, H, W) float in [0, 1]; ValueError naming the file when it cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+    # OSError: missing, a folder, not an image, truncated; SyntaxError: some of PIL's decoders on broken files.
+    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ValueError(f"cannot read image file {str(path)!r}: {err}") from err
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+
+
+def show_detections(
+    model: nn.Module | str | Path,
+    path: str | Path,
+    images: Sequence[str | Path] | None = None,
+    count: int = 4,
+    score_thresh: float = 0.3,
+) -> Path:
+    """Draw a detector's boxes and its backbone's attention maps, one row per image.
+
+    Each row is the image with the detections scoring at least ``score_thresh``, captioned with the
+    class name (``pretrained_cfg["labels"]``, else the label number) and score, then the backbone's
+    attention maps laid over the image as :func:`draw` lays them. The maps are recorded while the
+    detector runs on each image alone (in eval mode) and cropped to the image's part of the resized,
+    padded input. A backbone without attention gets the boxes alone, and the title says so.
+
+    Args:
+        model: a detector from attnzoo (``create_model``, ``load``) or anything ``attnzoo.load`` takes.
+        path: the PNG to write.
+        images: image files (PNG, JPEG ... anything PIL reads), drawn in RGB; by default the first
+            ``count`` test images of ShapesData (bundled, no download).
+        count: how many ShapesData images to draw without ``images`` (1..32).
+        score_thresh: the least score of a box drawn, in [0, 1].
+    """
+    from attnzoo.zoo import load
+
+    _check_count(count)
+    if isinstance(score_thresh, bool) or not isinstance(score_thresh, (int, float)) or not 0 <= score_thresh <= 1:
+        raise ValueError(f"score_thresh must be a number in [0, 1], got {score_thresh!r}")
+    if images is not None:
+        if isinstance(images, (str, Path)) or not 1 <= len(images) <= 32:
+            raise ValueError(f"images must be a list of 1 to 32 image files, got {images!r}")
+        pictures = [_read_image(file) for file in images]  # before a model download, so a typo fails fast
+        sources = [Path(file).name for file in images]
+    if not isinstance(model, nn.Module):
+        model = load(model)
+    cfg = model.pretrained_cfg
+    if cfg.get("task") != "detection":
+        raise ValueError(
+            f"{_model_name(cfg)!r} is a {cfg.get('task', 'classification')} model; show_detections draws "
+            "detectors (show_digits draws classification models)"
+        )
+    if images is None:
+        from attnzoo.data import ShapesData
+
+        test = ShapesData(test_size=count).splits["test"]
+        pictures = [test[i][0] for i in range(count)]
+        sources = [f"ShapesData test {i}" for i in range(count)]
+    labels = cfg.get("labels")
+    boxes, titles, maps = [], [], []
+    for picture, source in zip(pictures, sources):
+        detections, image_maps = _detect(model, picture)
+        keep = detections["scores"] >= score_thresh
+        captions = [
+            f"{labels[label - 1] if labels and 1 <= label <= len(labels) else label} {score:.2f}"
+            for label, score in zip(detections["labels"][keep].tolist(), detections["scores"][keep].tolist())
+        ]
+        boxes.append((detections["boxes"][keep], captions))
+        titles.append(f"{source}: {len(captions)} boxes")
+        maps.append(image_maps)
+    drawable = _drawable({name: [image_maps[name][0] for image_maps in maps] for name in maps[0]})
+    title = f"{_model_name(cfg)}: boxes with score >= {score_thresh:g}"
+    if not drawable:
+        title += "; no attention maps in its backbone, boxes only"
+    return _render(pictures, drawable, path, titles, 9, boxes, title)

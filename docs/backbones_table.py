@@ -28,6 +28,7 @@ START, END = "<!-- backbones-table:start -->", "<!-- backbones-table:end -->"
 # ImageNet (224 x 224, 1000 classes) or CIFAR-10 (32 x 32, 10 classes, He et al. 2016).
 SETTINGS = {
     "resnet18": (224, 1000, 2),
+    "resnet18n": (224, 1000, 2),
     "resnet34": (224, 1000, 2),
     "resnet50": (224, 1000, 2),
     "resnet101": (224, 1000, 2),

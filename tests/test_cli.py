@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,15 @@ def test_default_root_dir_decides_where_a_run_goes(tmp_path, monkeypatch):
     assert list(elsewhere.iterdir()) == []
 
 
+def test_last_checkpoint_is_the_last_epoch_whether_or_not_it_validated_or_improved(tmp_path):
+    # Validation at epoch 2 only: Lightning 2.6's save_last would leave last.ckpt at that best epoch.
+    fit(tmp_path, "--trainer.max_epochs", "3", "--trainer.check_val_every_n_epoch", "2")
+    checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    last = torch.load(checkpoints / "last.ckpt", weights_only=False)
+    assert (last["epoch"], last["global_step"]) == (2, 9)
+    assert [p.name for p in checkpoints.glob("best-*.ckpt")] == ["best-epoch=001.ckpt"]
+
+
 def test_a_given_logger_wins_over_the_default(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     fit(tmp_path / "root", "--trainer.max_epochs", "1", "--trainer.logger", "CSVLogger",
@@ -99,6 +109,8 @@ def test_resume_continues_at_the_saved_step(tmp_path):
     assert torch.load(last, weights_only=False)["global_step"] == 3
     cli = fit(tmp_path / "second", "--trainer.max_epochs", "2", "--ckpt_path", str(last))
     assert cli.trainer.global_step == 6 and cli.trainer.current_epoch == 2
+    # The card's training time counts the first run too.
+    assert cli.model._fit_seconds_before == torch.load(last, weights_only=False)["fit_seconds"] > 0
     trained = [r for r in rows(tmp_path / "second" / "lightning_logs" / "version_0" / "metrics.csv") if r["train/loss"]]
     assert [(r["epoch"], r["step"]) for r in trained] == [("1", "3"), ("1", "4"), ("1", "5")]
 
@@ -115,6 +127,10 @@ def test_publish_a_checkpoint_with_its_test_metrics_and_recipe(tmp_path, capsys)
     assert config["name"] == "resnet20-cbam.trial" and config["dataset"] == "digits" and config["labels"][3] == "3"
     card = (out / "README.md").read_text()
     assert "backbone: resnet20-cbam" in card  # the recipe
+    # How long it trained, and on what.
+    minutes = float(re.search(r"Trained for 1 epochs \(3 steps\) in ([0-9.]+) min of training and validation, "
+                              r"on \d+ CPU threads", card).group(1))
+    assert minutes < 10
     model = attnzoo.load(out)
     recorded = next(float(line.split("|")[2]) for line in card.splitlines() if line.startswith("| test/top1 |"))
     assert recorded == pytest.approx(accuracy(model, DigitsData(augment=False)), abs=1e-3)

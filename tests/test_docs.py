@@ -40,6 +40,12 @@ def test_backbones_table_lists_every_model():
     assert rows["resnet20-cbam"] == gen.row("resnet20-cbam")
 
 
+def test_detection_zoo_table_is_current():
+    gen = load("detection_zoo_table")
+    text = gen.DOC.read_text()
+    assert gen.updated(text) == text, "docs/detection.md is stale: run python docs/detection_zoo_table.py"
+
+
 def test_zoo_table_is_current():
     gen = load("zoo_table")
     text = gen.DOC.read_text()

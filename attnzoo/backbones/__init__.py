@@ -75,6 +75,25 @@ def _pretrained(name: str, spec: BackboneSpec, num_classes: int, kwargs: Mapping
     return model
 
 
+def _pretrained_detector(name: str, num_classes: int | None, kwargs: Mapping[str, Any]) -> nn.Module:
+    """The zoo's detector ``name``; with another ``num_classes`` than its weights have, a new class head."""
+    from attnzoo.zoo.catalog import is_zoo_name, list_pretrained, resolve
+    from attnzoo.zoo.hub import build_from_config, fetch_pretrained
+
+    if not is_zoo_name(name):
+        zoo = ", ".join(n for n in list_pretrained() if is_detector_name(n))
+        raise ValueError(
+            f"{name}: the zoo has no weights for this detector (its detectors: {zoo}); give init_from=<one of "
+            "them> to start from one of the same detector and architecture, pretrained_backbone=True for the "
+            "backbone's ImageNet weights, or checkpoint_path"
+        )
+    entry = resolve(name)
+    config, weights = fetch_pretrained(entry)
+    if num_classes is None or num_classes == config["num_classes"]:
+        return build_from_config(config, weights, **kwargs)
+    return create_detector(entry.spec, num_classes=num_classes, init_from=entry.name, **kwargs)
+
+
 def _is_detector(name: object) -> bool:
     if isinstance(name, Mapping):
         return "detector" in name
@@ -107,7 +126,9 @@ def create_model(
     Args:
         name: a model name (``"resnet50-se"``), a dict with BackboneSpec's fields, or a BackboneSpec.
         pretrained: load the zoo's weights for this name (tagged, or the default tag); with another
-            ``num_classes`` than the weights have, the classifier is new.
+            ``num_classes`` than the weights have, the classifier (a detector's class head) is new. A
+            detector with zoo weights (``"fcos-resnet50"``: torchvision's COCO weights) loads them
+            with torchvision's frozen BN and epsilon; for others, see ``init_from`` in ``create_detector``.
         num_classes: classifier outputs (0 for none: the network returns pooled features); 1000 by
             default. For a detector, the object classes plus the background: 91 (COCO's) by default.
         features_only: return the feature maps of ``out_indices`` instead (timm's FeatureListNet,
@@ -125,10 +146,11 @@ def create_model(
         if features_only or out_indices is not None:
             raise ValueError(f"{_name(name)}: features_only and out_indices apply to backbones, not to detectors")
         if pretrained:
-            raise ValueError(
-                f"{_name(name)}: the zoo has no detector weights to build by name yet; give "
-                "pretrained_backbone=True for the backbone's ImageNet weights, or checkpoint_path"
-            )
+            if checkpoint_path is not None:
+                raise ValueError(f"{_name(name)}: give pretrained=True or checkpoint_path, not both")
+            if stages is not None or attention_kwargs is not None:
+                raise ValueError(f"{_name(name)}: stages and attention_kwargs cannot be changed with pretrained=True")
+            return _pretrained_detector(_name(name), num_classes, kwargs)
         return create_detector(
             name,
             num_classes=91 if num_classes is None else num_classes,

@@ -6,9 +6,9 @@ A detector name is ``<detector>-<arch>[-<attention>][.<tag>]``: ``fcos-resnet50-
 builders build theirs (v1), with an :class:`AttentionResNet` in place of
 torchvision's ResNet:
 
-- the backbone feeds torchvision's ``BackboneWithFPN`` (``_resnet_fpn_extractor``):
+- the backbone feeds torchvision's ``BackboneWithFPN`` as ``_resnet_fpn_extractor`` builds it:
   C2-C5 and ``LastLevelMaxPool`` for Faster R-CNN; C3-C5 and
-  ``LastLevelP6P7(256, 256)`` (P6 from P5) for RetinaNet and FCOS; 256 channels;
+  ``LastLevelP6P7`` (P6 from P5) for RetinaNet and FCOS; 256 channels, or ``fpn_channels``;
 - anchor generators, heads, transform and thresholds are the torchvision
   constructors' defaults (min_size 800, max_size 1333, ...); keyword arguments
   go to the constructor and override them;
@@ -29,6 +29,12 @@ loading a torchvision state dict of those two detectors (a pickled file without
 ``num_batches_tracked``: a frozen-BN model's) sets it too, and
 ``pretrained_cfg["frozen_bn_eps"]`` records it (a safetensors file carries no epsilon).
 
+``init_from`` starts a detector from a zoo detector's weights of the same detector
+and architecture, whatever the attention and the number of classes
+(``fcos-resnet50-gc`` with 9 classes from ``fcos-resnet50.tv_coco``): each tensor
+whose name and shape match is loaded, the rest keep their initialisation and are
+reported in a warning and in ``pretrained_cfg["init_from"]``.
+
 CIFAR ResNets (resnet20/32/56) are refused: their three stages end at stride 4,
 where the FPN levels, anchor sizes and FCOS's scale ranges assume strides 4 to 128.
 """
@@ -37,16 +43,17 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from timm.layers import freeze_batch_norm_2d
-from torch import nn
+from torch import Tensor, nn
 from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
 from torchvision.models.detection._utils import overwrite_eps
-from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor, _validate_trainable_layers
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, _validate_trainable_layers
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
@@ -68,7 +75,8 @@ DETECTORS = ("fasterrcnn", "retinanet", "fcos")
 DETECTOR_ARCHITECTURES = tuple(arch for arch in ARCHITECTURES if arch not in _CIFAR_BLOCKS)
 
 _CONSTRUCTORS = {"fasterrcnn": FasterRCNN, "retinanet": RetinaNet, "fcos": FCOS}
-_FPN_OUT_CHANNELS = 256
+# torchvision's FCOS head normalises with GroupNorm(32, fpn_channels).
+_FPN_CHANNEL_MULTIPLE = {"fcos": 32}
 # Detectors whose torchvision COCO_V1 weights were trained with BN epsilon 0 (torchvision's overwrite_eps).
 _ZERO_EPS_COCO = ("fasterrcnn", "retinanet")
 
@@ -158,25 +166,51 @@ def parse_detector_name(name: str) -> tuple[DetectorSpec, str | None]:
 
 
 def _backbone(spec: BackboneSpec, pretrained: bool) -> AttentionResNet:
-    if pretrained:
-        from . import create_model
+    """The backbone, with the zoo's ImageNet weights for its name, or else for its plain network."""
+    if not pretrained:
+        return AttentionResNet(spec, num_classes=0)
+    from attnzoo.zoo.catalog import is_zoo_name
 
+    from . import create_model
+
+    plain = BackboneSpec(spec.arch)
+    if spec.attention is None or is_zoo_name(spec.name) or not is_zoo_name(plain.name):
         return create_model(spec, pretrained=True, num_classes=0)
-    return AttentionResNet(spec, num_classes=0)
-
-
-def _fpn_backbone(detector: str, body: AttentionResNet, trainable_layers: int) -> nn.Module:
-    """torchvision's ResNet-FPN extractor over ``body``, with the levels torchvision's builder gives ``detector``."""
-    # _resnet_fpn_extractor reads the FPN's input widths from torchvision's ResNet.inplanes (layer4's width).
-    body.inplanes = body.feature_info[-1]["num_chs"]
-    if detector == "fasterrcnn":
-        return _resnet_fpn_extractor(body, trainable_layers, extra_blocks=LastLevelMaxPool())
-    return _resnet_fpn_extractor(
-        body,
-        trainable_layers,
-        returned_layers=[2, 3, 4],
-        extra_blocks=LastLevelP6P7(_FPN_OUT_CHANNELS, _FPN_OUT_CHANNELS),
+    # The attention backbone keeps the plain one's module names, so the plain weights fill every residual
+    # layer; the attention modules keep their initialisation. A mechanism that replaces a layer (sk, dyconv
+    # ...) leaves plain weights without a place, and load_state says which.
+    weights = create_model(plain, pretrained=True, num_classes=0).state_dict()
+    body = AttentionResNet(spec, num_classes=0)
+    own = body.state_dict()
+    fresh = [k for k in own if k not in weights]
+    load_state(body, {**own, **weights}, f"the zoo's {plain.name} weights")
+    warnings.warn(
+        f"the zoo has no ImageNet weights for {spec.name}: its backbone starts from {plain.name}'s, and its "
+        f"{spec.attention} modules ({len(fresh)} tensors) from their initialisation",
+        stacklevel=3,
     )
+    return body
+
+
+def _fpn_backbone(detector: str, body: AttentionResNet, trainable_layers: int, channels: int) -> nn.Module:
+    """An FPN over ``body`` with the levels torchvision's builder gives ``detector``.
+
+    torchvision's ``_resnet_fpn_extractor`` builds the same, but reads the input widths from its own
+    ResNet's attributes and fixes the FPN at 256 channels; the freezing rule here is its rule.
+    """
+    train = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
+    if trainable_layers == 5:
+        train.append("bn1")
+    for name, parameter in body.named_parameters():
+        if not name.startswith(tuple(train)):
+            parameter.requires_grad_(False)
+    if detector == "fasterrcnn":
+        stages, extra = (1, 2, 3, 4), LastLevelMaxPool()
+    else:
+        stages, extra = (2, 3, 4), LastLevelP6P7(channels, channels)
+    widths = [body.feature_info[stage]["num_chs"] for stage in stages]
+    return_layers = {f"layer{stage}": str(i) for i, stage in enumerate(stages)}
+    return BackboneWithFPN(body, return_layers, widths, channels, extra_blocks=extra)
 
 
 def _thresholds(detector: str, model: nn.Module) -> dict[str, Any]:
@@ -187,17 +221,78 @@ def _thresholds(detector: str, model: nn.Module) -> dict[str, Any]:
     )
 
 
+def _without_bn_counters(state: Mapping[str, Tensor], own: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``state`` less the num_batches_tracked of live BN layers that are FrozenBatchNorm2d (which has none) here."""
+    return {k: v for k, v in state.items() if k in own or not k.endswith(".num_batches_tracked")}
+
+
 def _load_detector_checkpoint(model: nn.Module, detector: str, path: str | Path) -> None:
     """Load an attnzoo or torchvision state dict of the same detector strictly; ValueError lists what differs."""
-    own = model.state_dict()
     state = read_state_dict(path)
-    # FrozenBatchNorm2d has no num_batches_tracked; a checkpoint of a model with live BN does.
     frozen = not any(k.endswith(".num_batches_tracked") for k in state)
-    state = {k: v for k, v in state.items() if k in own or not k.endswith(".num_batches_tracked")}
-    load_state(model, state, path)
+    load_state(model, _without_bn_counters(state, model.state_dict()), path)
     if detector in _ZERO_EPS_COCO and frozen and Path(path).suffix != ".safetensors":
         overwrite_eps(model, 0.0)
         model.pretrained_cfg["frozen_bn_eps"] = 0.0
+
+
+def _zoo_detector(spec: DetectorSpec, name: str) -> tuple[dict[str, Any], Path]:
+    """The config and weights file of the zoo detector ``name``, which must be ``spec``'s detector and architecture."""
+    from attnzoo.zoo.catalog import resolve
+    from attnzoo.zoo.hub import fetch_pretrained
+
+    entry = resolve(name)
+    source = entry.spec
+    if not isinstance(source, DetectorSpec) or (source.detector, source.backbone.arch) != (
+        spec.detector,
+        spec.backbone.arch,
+    ):
+        raise ValueError(
+            f"{spec.name}: init_from takes a zoo detector of the same detector and architecture "
+            f"({spec.detector}-{spec.backbone.arch}[-<attention>]); {entry.name!r} is {source.name!r}"
+        )
+    return fetch_pretrained(entry)
+
+
+def _init_from(model: nn.Module, config: Mapping[str, Any], path: Path) -> None:
+    """Load the tensors of ``path`` whose name and shape match ``model``'s; warn of and record the rest."""
+    own = model.state_dict()
+    state = _without_bn_counters(read_state_dict(path), own)
+    matching = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    model.load_state_dict(matching, strict=False)
+    not_loaded = [k for k in own if k not in matching]
+    unused = [k for k in state if k not in matching]
+    model.pretrained_cfg["init_from"] = dict(name=config["name"], not_loaded=not_loaded, unused=unused)
+    if config.get("frozen_bn_eps") is not None:
+        overwrite_eps(model, config["frozen_bn_eps"])
+        model.pretrained_cfg["frozen_bn_eps"] = config["frozen_bn_eps"]
+    if not_loaded or unused:
+        warnings.warn(
+            f"{model.spec.name}: init_from {config['name']!r} loaded {len(matching)} of {len(own)} tensors. "
+            f"Kept their initialisation (not in {config['name']!r}, or of another shape there): "
+            f"{_modules(not_loaded, own)}. Unused from {config['name']!r}: {_modules(unused, state)}. "
+            "pretrained_cfg['init_from'] lists the tensors.",
+            stacklevel=3,
+        )
+
+
+def _modules(keys: list[str], everything: Mapping[str, Tensor]) -> str:
+    """``keys`` as the largest modules all of whose tensors are among them (an attention module, not its
+    six tensors), in order."""
+    counts: dict[str, list[int]] = {}
+    chosen = set(keys)
+    for key in everything:
+        parts = key.split(".")
+        for i in range(1, len(parts) + 1):
+            count = counts.setdefault(".".join(parts[:i]), [0, 0])
+            count[0] += 1
+            count[1] += key in chosen
+    modules = []
+    for key in keys:
+        parts = key.split(".")
+        prefixes = (".".join(parts[:i]) for i in range(1, len(parts) + 1))
+        modules.append(next(p for p in prefixes if counts[p][0] == counts[p][1]))
+    return ", ".join(dict.fromkeys(modules)) or "none"
 
 
 def _check_detector_kwargs(spec: DetectorSpec, kwargs: Mapping[str, Any]) -> None:
@@ -225,8 +320,10 @@ def create_detector(
     pretrained_backbone: bool = False,
     trainable_backbone_layers: int | None = None,
     checkpoint_path: str | Path | None = None,
+    init_from: str | None = None,
     stages: Sequence[int] | None = None,
     attention_kwargs: Mapping[str, Any] | None = None,
+    fpn_channels: int = 256,
     **detector_kwargs: Any,
 ) -> nn.Module:
     """Build torchvision's Faster R-CNN, RetinaNet or FCOS over an attention backbone with an FPN.
@@ -242,7 +339,14 @@ def create_detector(
         checkpoint_path: a state dict of the same detector: torchvision's (the COCO weights it publishes
             for ``fasterrcnn_resnet50_fpn``, ``retinanet_resnet50_fpn``, ``fcos_resnet50_fpn``) or attnzoo's
             (safetensors). Counts as trained weights for the BN and layer freezing.
+        init_from: a zoo detector (``"fcos-resnet50.tv_coco"``) of the same detector and architecture
+            to start from, with any attention and number of classes: the tensors whose name and shape
+            match are loaded, the others (attention modules, a class head of another size) keep their
+            initialisation, listed in a warning and in ``pretrained_cfg["init_from"]``. Counts as
+            trained weights for the BN and layer freezing.
         stages, attention_kwargs: as for :func:`attnzoo.create_model`.
+        fpn_channels: the width of the FPN and of the heads on it (torchvision's 256 by default);
+            FCOS's GroupNorm needs a multiple of 32.
         **detector_kwargs: passed to torchvision's constructor (``min_size``, ``max_size``,
             ``score_thresh``, ``nms_thresh``, ``detections_per_img``; Faster R-CNN's ``box_score_thresh``
             ...); torchvision's defaults otherwise.
@@ -263,16 +367,35 @@ def create_detector(
             f"{spec.name}: num_classes counts the background (label 0) and the object classes, so it must be "
             f"an integer >= 2; got {num_classes!r}"
         )
-    if pretrained_backbone and checkpoint_path is not None:
-        raise ValueError(f"{spec.name}: give pretrained_backbone=True or checkpoint_path, not both")
+    multiple = _FPN_CHANNEL_MULTIPLE.get(spec.detector, 1)
+    if isinstance(fpn_channels, bool) or not isinstance(fpn_channels, int) or fpn_channels < 1 or fpn_channels % multiple:
+        raise ValueError(
+            f"{spec.name}: fpn_channels must be a positive integer"
+            + (f" divisible by {multiple} (the head's GroupNorm groups)" if multiple > 1 else "")
+            + f", got {fpn_channels!r}"
+        )
+    starts = {
+        "pretrained_backbone=True": pretrained_backbone,
+        "checkpoint_path": checkpoint_path is not None,
+        "init_from": init_from is not None,
+    }
+    given = [start for start, value in starts.items() if value]
+    if len(given) > 1:
+        raise ValueError(
+            f"{spec.name}: give one of pretrained_backbone=True, checkpoint_path and init_from, not "
+            + (f"both {given[0]} and {given[1]}" if len(given) == 2 else "all three")
+        )
     _check_detector_kwargs(spec, detector_kwargs)
-    trained = pretrained_backbone or checkpoint_path is not None
+    source = _zoo_detector(spec, init_from) if init_from is not None else None
+    trained = bool(given)
     layers = _validate_trainable_layers(trained, trainable_backbone_layers, 5, 3)
 
     body = _backbone(spec.backbone, pretrained_backbone)
     if trained:
         body = freeze_batch_norm_2d(body)
-    model = _CONSTRUCTORS[spec.detector](_fpn_backbone(spec.detector, body, layers), num_classes, **detector_kwargs)
+    model = _CONSTRUCTORS[spec.detector](
+        _fpn_backbone(spec.detector, body, layers, fpn_channels), num_classes, **detector_kwargs
+    )
     model.spec = spec
     transform = model.transform
     model.pretrained_cfg = dict(
@@ -281,6 +404,7 @@ def create_detector(
         detector=spec.detector,
         backbone=spec.backbone.name,
         num_classes=num_classes,
+        fpn_channels=fpn_channels,
         min_size=transform.min_size[0] if len(transform.min_size) == 1 else tuple(transform.min_size),
         max_size=transform.max_size,
         image_mean=tuple(transform.image_mean),
@@ -293,5 +417,7 @@ def create_detector(
     )
     if checkpoint_path is not None:
         _load_detector_checkpoint(model, spec.detector, checkpoint_path)
+    if source is not None:
+        _init_from(model, *source)
     return model
 

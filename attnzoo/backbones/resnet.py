@@ -51,6 +51,9 @@ __all__ = ["AttentionResNet", "GatedBasicBlock", "GatedBottleneck"]
 
 _IMAGENET = {
     "resnet18": dict(block=BasicBlock, layers=(2, 2, 2, 2)),
+    # A quarter of ResNet-18's stage widths behind timm's 64-wide stem: 1.2 M parameters as a detector
+    # with a 64-channel FPN, so the bundled detection entries fit the zoo's 5 MB.
+    "resnet18n": dict(block=BasicBlock, layers=(2, 2, 2, 2), channels=(16, 32, 64, 128)),
     "resnet34": dict(block=BasicBlock, layers=(3, 4, 6, 3)),
     "resnet50": dict(block=Bottleneck, layers=(3, 4, 6, 3)),
     "resnet101": dict(block=Bottleneck, layers=(3, 4, 23, 3)),
@@ -210,7 +213,7 @@ class AttentionResNet(ResNet):
             # inplanes 16, CIFAR's, and is then replaced by CIFAR's single 3x3 conv.
             arch = dict(block=BasicBlock, layers=(n, n, n), channels=_CIFAR_CHANNELS, stem_type="deep", stem_width=8)
         else:
-            arch = dict(_IMAGENET[spec.arch], channels=_IMAGENET_CHANNELS)
+            arch = dict(dict(channels=_IMAGENET_CHANNELS), **_IMAGENET[spec.arch])
         arch.update(_PAPER_NETWORK.get((spec.arch, spec.attention), {}))
 
         placement = attention_info(spec.attention).placement if spec.attention else None

@@ -17,10 +17,12 @@ from attnzoo.attention import attention_info, list_attentions
 
 __all__ = ["ARCHITECTURES", "BACKBONE_PLACEMENTS", "BackboneSpec", "parse_model_name"]
 
-# ImageNet-style ResNets (4 stages, 224 x 224) and CIFAR-style ResNets (3 stages of 16/32/64
+# ImageNet-style ResNets (4 stages, 224 x 224; resnet18n is ResNet-18 with stages of 16/32/64/128
+# channels, small enough for the bundled detection data) and CIFAR-style ResNets (3 stages of 16/32/64
 # channels, He et al. 2016, for 32 x 32 inputs).
 ARCHITECTURES = (
     "resnet18",
+    "resnet18n",
     "resnet34",
     "resnet50",
     "resnet101",

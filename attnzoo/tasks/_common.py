@@ -1,11 +1,29 @@
 """What the tasks share: a network whose ``pretrained_cfg`` travels with checkpoints and takes the data's names."""
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 
-__all__ = ["TaskModule"]
+__all__ = ["TaskModule", "describe_hardware"]
+
+
+def describe_hardware(trainer: pl.Trainer) -> str:
+    """What a run trains on, for model cards: "1 x NVIDIA H100 80GB HBM3", "2 CPU threads (AMD EPYC)"."""
+    accelerator = type(trainer.accelerator).__name__.removesuffix("Accelerator")
+    if accelerator == "CUDA":
+        return f"{trainer.num_devices * trainer.num_nodes} x {torch.cuda.get_device_name()}"
+    if accelerator != "CPU":
+        return f"{trainer.num_devices * trainer.num_nodes} x {accelerator}"
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    where = f" ({models[0]})" if models else ""
+    processes = trainer.num_devices * trainer.num_nodes
+    return (f"{processes} processes x " if processes > 1 else "") + f"{torch.get_num_threads()} CPU threads{where}"
 
 
 class TaskModule(pl.LightningModule):
@@ -34,8 +52,20 @@ class TaskModule(pl.LightningModule):
             cfg["dataset"] = data.dataset
         return data
 
+    # The fit's wall time (training and validation), carried over resumes, for the model card. Lightning's
+    # Timer callback measures the same, but LightningCLI cannot write its Enum argument into config.yaml.
+    _fit_seconds_before = 0.0
+    _fit_started: float | None = None
+
+    def on_fit_start(self) -> None:
+        self._fit_started = time.monotonic()
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["pretrained_cfg"] = dict(self.model.pretrained_cfg)
+        if self._fit_started is not None:
+            checkpoint["fit_seconds"] = self._fit_seconds_before + time.monotonic() - self._fit_started
+            checkpoint["hardware"] = describe_hardware(self.trainer)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.model.pretrained_cfg.update(checkpoint.get("pretrained_cfg", {}))
+        self._fit_seconds_before = checkpoint.get("fit_seconds", 0.0)

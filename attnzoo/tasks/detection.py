@@ -133,7 +133,12 @@ class ObjectDetector(TaskModule):
             1..K when not given.
         pretrained_backbone: start the backbone from the zoo's ImageNet weights (frozen BN, and
             only ``trainable_backbone_layers`` of its 5 layers train, 3 by default).
-        trainable_backbone_layers: see ``pretrained_backbone``.
+        trainable_backbone_layers: see ``pretrained_backbone`` and ``init_from``.
+        init_from: a zoo detector of the same detector and architecture to start from
+            (``"fcos-resnet50.tv_coco"``, torchvision's COCO weights): every tensor whose name and shape
+            match loads; the attention modules and a class head of another size keep their
+            initialisation (listed in a warning and in ``model.pretrained_cfg["init_from"]``). BN and
+            trainable layers as with ``pretrained_backbone``.
         detector_kwargs: torchvision's constructor arguments: ``min_size`` (800), ``max_size`` (1333),
             ``score_thresh``, ``nms_thresh``, ``detections_per_img``, ...
         optimizer: builds the optimiser (LightningCLI: ``--model.optimizer AdamW``); default SGD
@@ -155,6 +160,7 @@ class ObjectDetector(TaskModule):
         category_ids: Sequence[int] | None = None,
         pretrained_backbone: bool = False,
         trainable_backbone_layers: int | None = None,
+        init_from: str | None = None,
         detector_kwargs: Mapping[str, Any] | None = None,
         optimizer: OptimizerCallable = DetectionSGD,
         scheduler: LRSchedulerCallable | None = None,
@@ -190,6 +196,7 @@ class ObjectDetector(TaskModule):
             num_classes=num_classes + 1,
             pretrained_backbone=pretrained_backbone,
             trainable_backbone_layers=trainable_backbone_layers,
+            init_from=init_from,
             **dict(detector_kwargs or {}),
         )
         self.model.pretrained_cfg.update(labels=labels, category_ids=category_ids or list(range(1, num_classes + 1)))

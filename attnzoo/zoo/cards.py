@@ -30,7 +30,9 @@ def _summary(config: Mapping[str, Any], attention: str | None) -> str:
     )
 
 
-def render_card(config: Mapping[str, Any], metrics: Mapping[str, float] | None, recipe: str | None) -> ModelCard:
+def render_card(
+    config: Mapping[str, Any], metrics: Mapping[str, float] | None, recipe: str | None, training: str | None = None
+) -> ModelCard:
     """A Hub model card for the model described by ``config`` (see :func:`attnzoo.save_pretrained`)."""
     spec = config["spec"]
     name, attention = config["name"], spec.get("backbone", spec).get("attention")
@@ -76,8 +78,12 @@ def render_card(config: Mapping[str, Any], metrics: Mapping[str, float] | None, 
     if metrics:
         lines += ["", "## Metrics", "", "| metric | value |", "|---|---:|"]
         lines += [f"| {metric} | {float(value):.4g} |" for metric, value in metrics.items()]
+    if recipe or training:
+        lines += ["", "## Recipe"]
+    if training:
+        lines += ["", f"Trained for {training}"]
     if recipe:
-        lines += ["", "## Recipe", "", "```yaml", recipe.strip(), "```"]
+        lines += ["", "```yaml", recipe.strip(), "```"]
     if attention:
         info = attention_info(attention)
         lines += ["", "## Paper", "", f"{info.title} ({info.year}), {info.paper_url}"]

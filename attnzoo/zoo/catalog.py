@@ -1,13 +1,18 @@
 """The zoo's catalog: every published name with its weights source, integrity and metrics.
 
 The data lives in ``catalog.json`` beside this file. A name is
-``<arch>-<attention>.<tag>``; the name without its tag means the entry
-marked ``default`` for that network (``resnet50-sk`` -> ``resnet50-sk.ra_in1k``).
+``<arch>-<attention>.<tag>`` (``<detector>-<arch>[-<attention>].<tag>`` for a
+detector); the name without its tag means the entry marked ``default`` for
+that network (``resnet50-sk`` -> ``resnet50-sk.ra_in1k``).
 
-An entry's ``source`` is a Hub repo (``repo``, ``filename``, ``revision``) or
-a model folder under the source tree's ``checkpoints/`` (``folder``,
+An entry's ``source`` is a Hub repo (``repo``, ``filename``, ``revision``), a
+model folder under the source tree's ``checkpoints/`` (``folder``,
 ``filename``): the small models that the recipes under ``tasks/`` train on
-bundled data.
+bundled data, or a ``url``: a file that torchvision publishes (its COCO
+detectors), named by the weights enum member in ``torchvision``. torchvision's
+file names end in the leading hex digits of the file's sha256 (torch.hub's
+``check_hash``); ``sha256_prefix`` records them, as the full digest of a file
+that could not be downloaded here is unknown.
 """
 from __future__ import annotations
 
@@ -17,8 +22,13 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
 
+from torchvision.models import WeightsEnum
+from torchvision.models import detection as tv_detection
+
+from attnzoo.backbones.detection import DetectorSpec, is_detector_name, parse_detector_name
 from attnzoo.backbones.spec import BackboneSpec, parse_model_name
 
 __all__ = ["CHECKPOINTS", "ZooEntry", "catalog", "list_pretrained", "resolve"]
@@ -38,14 +48,17 @@ class ZooEntry:
     default: bool = False
     timm: str | None = None
     metrics_source: str | None = None
+    torchvision: str | None = None
+    sha256_prefix: str | None = None
 
     @property
-    def spec(self) -> BackboneSpec:
-        return parse_model_name(self.name)[0]
+    def spec(self) -> BackboneSpec | DetectorSpec:
+        parse = parse_detector_name if is_detector_name(self.name) else parse_model_name
+        return parse(self.name)[0]
 
     @property
     def folder(self) -> Path | None:
-        """The entry's model folder under ``checkpoints/``; None for a Hub entry."""
+        """The entry's model folder under ``checkpoints/``; None for a Hub or URL entry."""
         return CHECKPOINTS / self.source["folder"] if "folder" in self.source else None
 
     @property
@@ -53,8 +66,19 @@ class ZooEntry:
         return self.source.get("repo")
 
     @property
+    def url(self) -> str | None:
+        return self.source.get("url")
+
+    @property
+    def torchvision_weights(self) -> WeightsEnum:
+        """The torchvision weights enum member that ``torchvision`` names: its meta gives labels and metrics."""
+        enum, _, member = self.torchvision.partition(".")
+        return getattr(getattr(tv_detection, enum), member)
+
+    @property
     def filename(self) -> str:
-        return self.source["filename"]
+        """The weights' file name; for a URL entry, the URL's last part, the name torch.hub caches it under."""
+        return PurePosixPath(urlparse(self.url).path).name if self.url is not None else self.source["filename"]
 
     @property
     def revision(self) -> str | None:
@@ -62,8 +86,10 @@ class ZooEntry:
 
     @property
     def location(self) -> str:
-        """Where the weights are, for people: ``checkpoints/<folder>`` or ``<repo>@<revision>``."""
-        return f"checkpoints/{self.source['folder']}" if self.folder is not None else f"{self.repo}@{self.revision}"
+        """Where the weights are, for people: ``checkpoints/<folder>``, ``<repo>@<revision>`` or the URL."""
+        if self.folder is not None:
+            return f"checkpoints/{self.source['folder']}"
+        return self.url if self.url is not None else f"{self.repo}@{self.revision}"
 
 
 @cache

@@ -32,6 +32,16 @@ def _best_score(checkpoint: dict[str, Any]) -> dict[str, float]:
     return {}
 
 
+def _training(checkpoint: dict[str, Any]) -> str | None:
+    """How long the run trained and on what, where the checkpoint says (attnzoo's tasks record it)."""
+    if "fit_seconds" not in checkpoint:
+        return None
+    return (
+        f"{checkpoint['epoch'] + 1} epochs ({checkpoint['global_step']} steps) in "
+        f"{checkpoint['fit_seconds'] / 60:.1f} min of training and validation, on {checkpoint['hardware']}."
+    )
+
+
 def export_checkpoint(
     ckpt_path: str | Path,
     directory: str | Path,
@@ -76,5 +86,11 @@ def export_checkpoint(
         recipe = ckpt.parent.parent / "config.yaml"
     if name is not None:
         task.model.pretrained_cfg["name"] = name
-    save_pretrained(task.model, directory, metrics=metrics, recipe=Path(recipe).read_text() if recipe else None)
+    save_pretrained(
+        task.model,
+        directory,
+        metrics=metrics,
+        recipe=Path(recipe).read_text() if recipe else None,
+        training=_training(checkpoint),
+    )
     return metrics

@@ -2,9 +2,12 @@
 
 A model folder (and a Hub repo) holds ``config.json`` (how to rebuild the
 network and feed it), ``model.safetensors`` and ``README.md`` (a model card).
-Weights are read from safetensors only: nothing from a download is unpickled.
-Downloads go through huggingface_hub, so its cache and ``HF_ENDPOINT``,
-``HF_HOME``, ``HF_HUB_OFFLINE`` and tokens apply.
+Weights are read from safetensors, with one exception: the COCO detectors that
+torchvision publishes only as pickles (.pth, the catalog's ``url`` entries),
+read with ``torch.load(weights_only=True)``. Downloads go through
+huggingface_hub, so its cache and ``HF_ENDPOINT``, ``HF_HOME``,
+``HF_HUB_OFFLINE`` and tokens apply; torchvision's files go through torch.hub,
+into its cache (``TORCH_HOME``), where torchvision keeps them too.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch.hub
 from huggingface_hub import HfApi, hf_hub_download, try_to_load_from_cache
 from timm.data import ImageNetInfo
 from timm.models import get_pretrained_cfg
@@ -36,7 +40,7 @@ from torchvision.models.detection._utils import overwrite_eps
 
 from attnzoo.backbones import AttentionResNet, BackboneSpec
 from attnzoo.backbones.checkpoint import load_checkpoint
-from attnzoo.backbones.detection import DetectorSpec, create_detector
+from attnzoo.backbones.detection import _ZERO_EPS_COCO, DetectorSpec, create_detector
 
 from .cards import render_card
 from .catalog import ZooEntry, is_zoo_name, resolve
@@ -75,6 +79,7 @@ def _detector_config(model: nn.Module) -> dict[str, Any]:
         "spec": {"detector": spec.detector, "backbone": _spec_dict(spec.backbone)},
         "task": "detection",
         "num_classes": cfg["num_classes"],
+        "fpn_channels": cfg["fpn_channels"],
         "labels": cfg.get("labels"),
         "category_ids": cfg.get("category_ids"),
         "dataset": cfg.get("dataset"),
@@ -137,8 +142,12 @@ def save_pretrained(
     *,
     metrics: Mapping[str, float] | None = None,
     recipe: str | None = None,
+    training: str | None = None,
 ) -> Path:
     """Write a Hub-ready folder: config.json, model.safetensors and a model card (README.md).
+
+    ``metrics``, ``recipe`` (the YAML it was trained with) and ``training`` (a sentence: how long,
+    on what hardware) go into the card.
 
     It is written to a temporary folder beside ``directory`` and renamed into
     place, so an interrupted save leaves no half-written folder.
@@ -151,7 +160,7 @@ def save_pretrained(
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-        render_card(config, metrics, recipe).save(tmp / CARD_NAME)
+        render_card(config, metrics, recipe, training).save(tmp / CARD_NAME)
         _replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -170,15 +179,18 @@ def build_from_config(config: Mapping[str, Any], weights: Path, **kwargs: Any) -
         model = create_detector(
             config["spec"],
             num_classes=config["num_classes"],
+            fpn_channels=config["fpn_channels"],
             checkpoint_path=weights,
             **{**config.get("detector_kwargs", {}), **kwargs},
         )
         if config.get("frozen_bn_eps") is not None:
             overwrite_eps(model, config["frozen_bn_eps"])
+        # kwargs may override config's min_size, thresholds ...: what the network was built with stands.
+        model.pretrained_cfg.update({k: v for k, v in config.items() if model.pretrained_cfg.get(k) is None})
     else:
         model = AttentionResNet(BackboneSpec.from_any(config["spec"]), num_classes=config["num_classes"], **kwargs)
         load_checkpoint(model, weights)
-    model.pretrained_cfg.update(config)
+        model.pretrained_cfg.update(config)
     return model
 
 
@@ -275,12 +287,74 @@ def _timm_config(entry: ZooEntry) -> dict[str, Any]:
     }
 
 
+def _torchvision_config(entry: ZooEntry) -> dict[str, Any]:
+    """config.json's fields for torchvision's COCO weights, from its weights enum; the rest (min_size,
+    thresholds ...) are the torchvision constructor's defaults, which the built network records."""
+    categories = entry.torchvision_weights.meta["categories"]
+    spec = entry.spec
+    return {
+        "name": entry.name,
+        "spec": {"detector": spec.detector, "backbone": _spec_dict(spec.backbone)},
+        "task": entry.task,
+        "num_classes": len(categories),
+        "fpn_channels": 256,
+        # torchvision's label i is COCO's category id i; "N/A" fills the ids COCO leaves unused.
+        "labels": categories[1:],
+        "category_ids": list(range(1, len(categories))),
+        "dataset": "coco",
+        "detector_kwargs": {},
+        "frozen_bn_eps": 0.0 if spec.detector in _ZERO_EPS_COCO else None,
+        "license": entry.license,
+    }
+
+
+def _torch_hub_file(entry: ZooEntry) -> Path:
+    # torchvision's own cache (load_state_dict_from_url): a file it fetched before is not fetched again.
+    return Path(torch.hub.get_dir()) / "checkpoints" / entry.filename
+
+
+def _fetch_url(entry: ZooEntry, local_files_only: bool) -> Path:
+    """torchvision's published file in torch.hub's cache, downloaded if missing, its sha256 prefix checked."""
+    path = _torch_hub_file(entry)
+    where = f"zoo entry {entry.name!r} ({entry.url})"
+    mismatch = f"{where}: the file's sha256 does not start with {entry.sha256_prefix}, the catalog's"
+    if path.is_file():
+        actual = _sha256(path)
+        if not actual.startswith(entry.sha256_prefix):
+            path.unlink()
+            raise ValueError(f"{mismatch} ({actual}); the bad copy {path} was removed from the cache")
+        return path
+    fetch = (
+        f"download {entry.url} where there is network access and put it at {path} (torch.hub's cache; set "
+        "TORCH_HOME to move it), or pass the file as checkpoint_path"
+    )
+    if local_files_only or hf_constants.HF_HUB_OFFLINE:
+        raise ValueError(
+            f"{where} is not in torch.hub's cache ({path}) and downloads are off (HF_HUB_OFFLINE or "
+            f"local_files_only): {fetch}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # torch.hub writes to a temporary file beside path and renames it only once the hash matches.
+        torch.hub.download_url_to_file(entry.url, str(path), hash_prefix=entry.sha256_prefix)
+    except RuntimeError as err:  # torch.hub's hash check; the temporary file is already gone
+        raise ValueError(f"{mismatch} ({err}); nothing was kept in the cache") from None
+    except OSError as err:  # URLError, HTTPError, timeouts
+        raise ValueError(f"{where} is not in torch.hub's cache ({path}) and could not be downloaded ({err}): {fetch}") from None
+    return path
+
+
 def fetch_pretrained(
     entry: ZooEntry, revision: str | None = None, local_files_only: bool = False
 ) -> tuple[dict[str, Any], Path]:
     """A zoo entry's config and its weights file (in the local cache, or its folder), its sha256 checked."""
     if entry.folder is not None:
         return _fetch_folder(entry)
+    if entry.url is not None:
+        # torchvision publishes its COCO weights only as pickles: this is the one place attnzoo reads a
+        # downloaded pickle, and create_detector reads it with torch.load(weights_only=True), torch's
+        # restricted unpickler, which builds tensors and plain containers only.
+        return _torchvision_config(entry), _fetch_url(entry, local_files_only)
     revision = revision or entry.revision
     where = f"zoo entry {entry.name!r} (Hub repo {entry.repo!r} at revision {revision!r})"
     try:
@@ -324,6 +398,8 @@ def is_cached(entry: ZooEntry) -> bool:
     """Whether the entry's weights are on this machine (always, for a folder entry that ships)."""
     if entry.folder is not None:
         return (entry.folder / entry.filename).is_file()
+    if entry.url is not None:
+        return _torch_hub_file(entry).is_file()
     return isinstance(try_to_load_from_cache(entry.repo, entry.filename, revision=entry.revision), str)
 
 

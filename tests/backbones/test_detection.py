@@ -132,10 +132,12 @@ def test_num_classes_default_depends_on_the_task():
         # torchvision would pass these on to its transform, which drops them silently.
         (lambda: create_detector("fcos-resnet18", min_sise=64), "no argument 'min_sise'. Did you mean 'min_size'"),
         (lambda: create_detector("fasterrcnn-resnet18", score_thresh=0.1), "Did you mean 'rpn_score_thresh', 'box_score"),
+        (lambda: create_detector("fcos-resnet18", fpn_channels=48), "fpn_channels must be .* divisible by 32"),
+        (lambda: create_detector("retinanet-resnet18", fpn_channels=0), "fpn_channels must be a positive integer"),
     ],
 )
 def test_bad_input_is_a_clear_value_error(call, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         call()
 
 
@@ -202,6 +204,58 @@ def test_defaults_are_torchvisions_and_overridable(detector):
     assert model.transform.min_size == (320,)
 
 
+def fpn_widths(model: nn.Module) -> tuple[list[int], int]:
+    fpn = model.backbone.fpn
+    return [block[0].in_channels for block in fpn.inner_blocks], fpn.layer_blocks[0][0].out_channels
+
+
+@pytest.mark.parametrize("detector, channels", [("fasterrcnn", 32), ("retinanet", 32), ("fcos", 64)])
+def test_fpn_channels_narrow_the_fpn_and_the_heads(detector, channels):
+    wide = attnzoo.create_model(f"{detector}-resnet18n", num_classes=3, **TINY)
+    model = attnzoo.create_model(f"{detector}-resnet18n", num_classes=3, fpn_channels=channels, **TINY)
+    # resnet18n's stages are 16, 32, 64, 128 wide; Faster R-CNN takes C2-C5, the others C3-C5.
+    inputs = [16, 32, 64, 128] if detector == "fasterrcnn" else [32, 64, 128]
+    assert fpn_widths(wide) == (inputs, 256) and fpn_widths(model) == (inputs, channels)
+    assert model.backbone.out_channels == channels and model.pretrained_cfg["fpn_channels"] == channels
+    if detector != "fasterrcnn":
+        assert model.backbone.fpn.extra_blocks.p6.in_channels == channels
+        head = model.head.classification_head
+    else:
+        head = model.rpn.head
+    assert next(m for m in head.modules() if isinstance(m, nn.Conv2d)).in_channels == channels
+    images, targets = tiny_batch()
+    losses = model.train()(images, targets)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_fpn_matches_torchvisions_extractor():
+    """At 256 channels the FPN, its levels and the frozen layers are what torchvision's builder makes."""
+    for detector, kwargs in (
+        ("fasterrcnn", {}),
+        ("fcos", dict(returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256))),
+    ):
+        ours = create_detector(f"{detector}-resnet50", checkpoint_path=None, pretrained_backbone=False)
+        theirs = _resnet_fpn_extractor(resnet50(), 2, **kwargs)
+        mine = attnzoo.backbones.detection._fpn_backbone(
+            detector, AttentionResNet(BackboneSpec("resnet50"), num_classes=0), 2, 256
+        )
+        fpn_shapes = {k: v.shape for k, v in mine.fpn.state_dict().items()}
+        assert fpn_shapes == {k: v.shape for k, v in theirs.fpn.state_dict().items()}
+        assert fpn_shapes == {k: v.shape for k, v in ours.backbone.fpn.state_dict().items()}
+        assert mine.body.return_layers == theirs.body.return_layers
+        frozen = {n for n, p in mine.body.named_parameters() if not p.requires_grad}
+        assert frozen == {n for n, p in theirs.body.named_parameters() if not p.requires_grad and "fc." not in n}
+
+
+def test_resnet18n_is_resnet18_at_a_quarter_of_the_stage_widths():
+    narrow, full = attnzoo.create_model("resnet18n"), attnzoo.create_model("resnet18")
+    assert [f["num_chs"] for f in narrow.feature_info] == [64, 16, 32, 64, 128]
+    assert [f["reduction"] for f in narrow.feature_info] == [f["reduction"] for f in full.feature_info]
+    # The same blocks; layer1 also projects the stem's 64 channels down to its 16.
+    names = {n for n, _ in full.named_modules()}
+    assert {n for n, _ in narrow.named_modules()} - names == {"layer1.0.downsample", "layer1.0.downsample.0", "layer1.0.downsample.1"}
+
+
 # Pretrained backbone: frozen BN and trainable layers ----------------------------------------------------
 
 
@@ -242,6 +296,51 @@ def test_pretrained_backbone_freezes_bn_and_first_layers(zoo_backbone, detector)
         c5 = zoo_backbone.forward_features(x)
         features = body.eval()(x)
         torch.testing.assert_close(list(features.values())[-1], c5, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture
+def zoo_plain_backbone(tmp_path, monkeypatch):
+    """A zoo with 'ImageNet weights' for plain resnet18 only."""
+    import attnzoo.zoo.catalog
+    import attnzoo.zoo.hub
+
+    reference = AttentionResNet(BackboneSpec("resnet18"), num_classes=1000)
+    randomise_batch_norms(reference, seed=2)
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, path)
+    config = {"spec": dataclasses.asdict(BackboneSpec("resnet18")), "num_classes": 1000}
+
+    def resolve(name):
+        if name != "resnet18":
+            raise ValueError(f"{name!r} is not in the zoo")
+        return name
+
+    monkeypatch.setattr(attnzoo.zoo.catalog, "resolve", resolve)
+    monkeypatch.setattr(attnzoo.zoo.hub, "fetch_pretrained", lambda entry, *a, **k: (config, path))
+    return reference.eval()
+
+
+def test_pretrained_backbone_of_a_new_attention_starts_from_the_plain_weights(zoo_plain_backbone):
+    with pytest.warns(UserWarning, match="no ImageNet weights for resnet18-gc: its backbone starts from resnet18's"):
+        model = create_detector("fcos-resnet18-gc", num_classes=3, pretrained_backbone=True, **TINY)
+    body = model.backbone.body
+    plain = zoo_plain_backbone.state_dict()
+    state = body.state_dict()
+    for key, value in state.items():
+        if key in plain:
+            torch.testing.assert_close(value, plain[key], rtol=0, atol=0)
+        else:  # the GC modules (in timm's block attention slot, "se") at their initialisation
+            assert ".se." in key, key
+            if ".fc2." in key:  # GCNet zero-initialises its transform's last conv
+                assert not value.any(), key
+    assert any(".se." in key for key in state)
+    # GC's transform ends in a zero-initialised conv: the backbone computes what the plain network does.
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(list(body.eval()(x).values())[-1], zoo_plain_backbone.forward_features(x))
+    # A mechanism that replaces the plain layers has no place for their weights.
+    with pytest.raises(ValueError, match="does not fit 'resnet18-sk'.*\n  not in the model: .*conv1.weight"):
+        create_detector("fcos-resnet18-sk", num_classes=3, pretrained_backbone=True, **TINY)
 
 
 @pytest.mark.parametrize("layers, trained", [(0, ()), (5, ("conv1", "layer1", "layer2", "layer3", "layer4"))])

@@ -39,6 +39,10 @@ def test_catalog_entries_are_complete():
     assert set(attnzoo.list_models(pretrained=True)) == set(entries)
     for name, entry in entries.items():
         assert entry.spec.name in attnzoo.list_models(), name
+        if entry.url is not None:
+            # torchvision's published pickles: tests/zoo/test_torchvision_weights.py checks them.
+            assert entry.source.keys() == {"url"} and entry.torchvision and entry.sha256_prefix, name
+            continue
         if entry.folder is not None:
             assert entry.source.keys() == {"folder", "filename"} and (entry.folder / "config.json").is_file(), name
             assert json.loads((entry.folder / "config.json").read_text())["name"] == name
@@ -63,6 +67,9 @@ def test_zoo_commands_list_every_entry(capsys):
     for name in catalog():
         assert f"| {name}" in out
     assert "| resnet50-sk.ra_in1k (default) | classification | 27.48 | imagenet_top1 80.162 |" in out
+    # A detector is counted as its config.json builds it (a 64-channel FPN), as loading it does.
+    loaded = attnzoo.load("fcos-resnet18n.shapes")
+    assert f"| fcos-resnet18n.shapes (default) | detection | {sum(p.numel() for p in loaded.parameters()) / 1e6:.2f} |" in out
     assert main(["zoo", "info", "resnet50-sk"]) == 0
     assert '"repo": "timm/skresnext50_32x4d.ra_in1k"' in capsys.readouterr().out
     assert main(["zoo", "info", "resnet50-cbam"]) == 2

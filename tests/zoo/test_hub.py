@@ -199,7 +199,7 @@ def test_a_detector_saves_and_loads_back_with_its_settings(tmp_path):
     from torchvision.ops.misc import FrozenBatchNorm2d
 
     # A frozen-BN state dict in torchvision's COCO format: RetinaNet then runs with BN epsilon 0.
-    settings = dict(min_size=64, max_size=96, score_thresh=0.0)
+    settings = dict(min_size=64, max_size=96, score_thresh=0.0, fpn_channels=32)
     source = attnzoo.create_model("retinanet-resnet18-se", num_classes=4, **settings)
     source.backbone.body = freeze_batch_norm_2d(source.backbone.body)
     randomize_batchnorm(source)
@@ -212,7 +212,7 @@ def test_a_detector_saves_and_loads_back_with_its_settings(tmp_path):
     config = json.loads((tmp_path / "det" / "config.json").read_text())
     assert config["task"] == "detection" and config["spec"]["detector"] == "retinanet"
     assert config["spec"]["backbone"]["attention"] == "se" and config["frozen_bn_eps"] == 0.0
-    assert config["min_size"] == 64 and config["category_ids"] == [5, 7, 9] and config["labels"] == ["a", "b", "c"]
+    assert config["min_size"] == 64 and config["fpn_channels"] == 32 and config["category_ids"] == [5, 7, 9] and config["labels"] == ["a", "b", "c"]
     assert "object-detection" in ModelCard.load(tmp_path / "det" / "README.md").content
 
     loaded = attnzoo.load(tmp_path / "det")
