@@ -40,7 +40,7 @@ def main() -> int:
 
     print(f"== 1. attnzoo fit --config {recipe.relative_to(ROOT)}")
     cli = AttnzooCLI(args=["fit", "--config", str(recipe), "--trainer.default_root_dir", str(out), *args.overrides])
-    last = cli.trainer.checkpoint_callback.last_model_path
+    last = str(Path(cli.trainer.checkpoint_callback.dirpath) / "last.ckpt")
 
     folder = out / args.entry
     print(f"== 2. attnzoo publish --ckpt_path {last} --output {folder}")
