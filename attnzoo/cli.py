@@ -7,7 +7,9 @@
     attnzoo publish ...                    a trained checkpoint or a saved folder to a folder, the Hub or a mirror
     attnzoo show MODEL --output PNG        a picture of what a model does and where it attends: a classifier's
                                            maps on test digits; a detector's boxes and backbone maps on
-                                           ShapesData test images or on --image FILE ... (--score_thresh)
+                                           ShapesData test images or on --image FILE ... (--score_thresh);
+                                           a restoration network's degraded, restored and clean images and
+                                           maps on the benchmark's test photos or on --image FILE ... (--level)
 """
 from __future__ import annotations
 
@@ -89,10 +91,13 @@ class AttnzooCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def _network_kwargs(entry) -> dict[str, int] | None:
-    """What builds the entry's network besides its name (class count, FPN width), where known without a download."""
+def _network_kwargs(entry) -> dict[str, Any] | None:
+    """What builds the entry's network besides its name (class count, FPN width, a restoration network's
+    channels and sizes), where known without a download."""
     if entry.folder is not None and (entry.folder / "config.json").is_file():
         config = json.loads((entry.folder / "config.json").read_text())
+        if config["task"] == "restoration":
+            return {"in_channels": config["in_chans"], **config["network_kwargs"]}
         return {k: config[k] for k in ("num_classes", "fpn_channels") if k in config}
     if entry.timm is not None:
         from timm.models import get_pretrained_cfg
@@ -168,19 +173,27 @@ def _publish(args: argparse.Namespace) -> None:
 
 
 def _show(args: argparse.Namespace) -> None:
-    from attnzoo.viz import show_detections, show_digits
+    from attnzoo.viz import show_detections, show_digits, show_restoration
     from attnzoo.zoo import load
 
     model = load(args.model)
-    detector_options = {"images": args.images, "score_thresh": args.score_thresh}
-    given = {name: value for name, value in detector_options.items() if value is not None}
-    if model.pretrained_cfg.get("task") == "detection":
+    task = model.pretrained_cfg.get("task", "classification")
+    # A JPEG quality must be an int; a sigma is the same either way.
+    level = int(args.level) if args.level is not None and args.level.is_integer() else args.level
+    # Each task-specific option: its keyword, its flag, the tasks that take it and who they are.
+    options = [
+        ("images", "--image", args.images, ("detection", "restoration"), "detectors and restoration models"),
+        ("score_thresh", "--score_thresh", args.score_thresh, ("detection",), "detectors"),
+        ("level", "--level", level, ("restoration",), "restoration models"),
+    ]
+    given = {keyword: value for keyword, _, value, _, _ in options if value is not None}
+    for keyword, flag, _, tasks, whom in options:
+        if keyword in given and task not in tasks:
+            raise ValueError(f"{flag} is for {whom}; {args.model!r} is a {task} model")
+    if task == "detection":
         path = show_detections(model, args.output, count=args.count, **given)
-    elif given:
-        raise ValueError(
-            f"--{'image' if 'images' in given else 'score_thresh'} is for detectors; {args.model!r} is a "
-            f"{model.pretrained_cfg.get('task', 'classification')} model"
-        )
+    elif task == "restoration":
+        path = show_restoration(model, args.output, count=args.count, **given)
     else:
         path = show_digits(model, args.output, count=args.count)
     print(f"wrote {path}")
@@ -218,15 +231,26 @@ def _tools(argv: Sequence[str]) -> int:
         help="a picture of what a model does and where it attends",
         description="Draw a model's attention maps, one row per image. A classifier: its prediction and maps "
         "on test digits. A detector: its boxes (class and score) on each image, then its backbone's maps "
-        "laid over it; on ShapesData's test images, or on your own with --image.",
+        "laid over it; on ShapesData's test images, or on your own with --image. A restoration network: "
+        "the degraded image, its restoration and the clean image (with their PSNR), then its maps laid over "
+        "the degraded image; on the benchmark's test photos degraded as it degrades them, or on your own "
+        "clean images with --image, degraded as the network was trained (at --level for a blind network).",
     )
     show.add_argument("model", help="a zoo name, a model folder or a Hub repo id")
     show.add_argument("--output", default="attention_maps.png", help="PNG file to write")
-    show.add_argument("--count", type=int, default=4, help="test digits or ShapesData test images to show (1-32)")
     show.add_argument(
-        "--image", dest="images", nargs="+", metavar="FILE", help="detectors: image files (PNG, JPEG ...) to draw"
+        "--count", type=int, default=4,
+        help="test digits or ShapesData test images to show (1-32); restoration: test photos (1-4)",
+    )
+    show.add_argument(
+        "--image", dest="images", nargs="+", metavar="FILE",
+        help="detectors: image files (PNG, JPEG ...) to draw; restoration: clean image files to degrade and restore",
     )
     show.add_argument("--score_thresh", type=float, help="detectors: the least score of a box drawn (default 0.3)")
+    show.add_argument(
+        "--level", type=float,
+        help="restoration, blind networks: the sigma or JPEG quality to degrade with (default: 25 or 10)",
+    )
 
     args = parser.parse_args(argv)
     try:

@@ -12,7 +12,8 @@ tensors alive::
 :func:`attention_maps` does that; :func:`draw` turns the maps into a PNG
 (matplotlib). ``attnzoo show`` draws a model's maps on its task's pictures:
 :func:`show_digits` on test digits for a classifier, :func:`show_detections`
-its boxes and its backbone's maps on images for a detector.
+its boxes and its backbone's maps on images for a detector, :func:`show_restoration`
+degraded, restored and clean images and its maps for a restoration network.
 """
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["attention_maps", "draw", "is_recording", "record", "show_detections", "show_digits"]
+__all__ = [
+    "attention_maps", "draw", "is_recording", "record", "show_detections", "show_digits", "show_restoration",
+]
 
 # A plain module global rather than a ContextVar: torch.compile traces reads of
 # globals (and guards on them), whereas ContextVar.get() breaks the graph.
@@ -139,28 +142,37 @@ def _render(
     max_columns: int,
     boxes: Sequence[tuple[Tensor, Sequence[str]]] | None,
     title: str | None = None,
+    panels: Sequence[Sequence[tuple[Tensor, str]]] | None = None,
 ) -> Path:
-    """:func:`draw`'s picture from maps already made drawable; with none, the images (and boxes) alone."""
+    """:func:`draw`'s picture from maps already made drawable; with none, the images (and boxes) alone.
+
+    ``panels``: per image, more pictures with their captions, (H, W) or (C, H, W) in [0, 1], drawn after
+    the image and before the maps; every image has as many.
+    """
     from matplotlib.figure import Figure  # drawn without pyplot: no display, no global state
 
     count = len(images)
-    for name, given in (("row titles", row_titles), ("box lists", boxes)):
+    for name, given in (("row titles", row_titles), ("box lists", boxes), ("panel lists", panels)):
         if given is not None and len(given) != count:
             raise ValueError(f"{len(given)} {name} for {count} images")
     names = list(drawable)
     if len(names) > max_columns:
         names = [names[round(i * (len(names) - 1) / (max_columns - 1))] for i in range(max_columns)]
-    figure = Figure(figsize=(1.6 * (len(names) + 1), 1.7 * count), layout="constrained")
+    extra = len(panels[0]) if panels else 0
+    figure = Figure(figsize=(1.6 * (len(names) + 1 + extra), 1.7 * count), layout="constrained")
     if title:
         figure.suptitle(title, fontsize=8, wrap=True)
-    axes = figure.subplots(count, len(names) + 1, squeeze=False)
+    axes = figure.subplots(count, len(names) + 1 + extra, squeeze=False)
     for row in range(count):
         picture = _picture(images[row])
         axes[row, 0].imshow(picture.numpy(), cmap="gray", vmin=0, vmax=1)
         axes[row, 0].set_title(row_titles[row] if row_titles else "input", fontsize=8)
         if boxes:
             _draw_boxes(axes[row, 0], *boxes[row])
-        for column, name in enumerate(names, start=1):
+        for column, (panel, caption) in enumerate(panels[row] if panels else (), start=1):
+            axes[row, column].imshow(_picture(panel).numpy(), cmap="gray", vmin=0, vmax=1)
+            axes[row, column].set_title(caption, fontsize=8)
+        for column, name in enumerate(names, start=1 + extra):
             attention = drawable[name][row]
             ax = axes[row, column]
             if attention.shape[0] == 1:  # a channel-gate strip
@@ -201,9 +213,9 @@ def _draw_boxes(ax: Any, boxes: Tensor, captions: Sequence[str]) -> None:
         )
 
 
-def _check_count(count: int) -> None:
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 32:
-        raise ValueError(f"count must be an integer in 1..32, got {count!r}")
+def _check_count(count: int, most: int = 32) -> None:
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= most:
+        raise ValueError(f"count must be an integer in 1..{most}, got {count!r}")
 
 
 def _model_name(cfg: Mapping[str, Any]) -> str:
@@ -226,7 +238,7 @@ def show_digits(model: nn.Module | str | Path, path: str | Path, count: int = 4)
     if cfg.get("task", "classification") != "classification":
         raise ValueError(
             f"{_model_name(cfg)!r} is a {cfg['task']} model; show_digits draws classification models on "
-            "test digits (show_detections draws detectors; pictures for the other tasks are still to come)"
+            "test digits (show_detections draws detectors, show_restoration restoration networks)"
         )
     channels, height, width = cfg["input_size"]
     test = DigitsData(augment=False, in_chans=1).test_set
@@ -273,17 +285,18 @@ def _detect(model: nn.Module, image: Tensor) -> tuple[dict[str, Tensor], dict[st
     return detections, {n.removeprefix("backbone.body."): _crop(m, resized, padded) for n, m in maps.items()}
 
 
-def _read_image(path: str | Path) -> Tensor:
-    """An image file as RGB (3, H, W) float in [0, 1]; ValueError naming the file when it cannot be read."""
+def _read_image(path: str | Path, mode: str = "RGB") -> Tensor:
+    """An image file as RGB (3, H, W), or with ``mode`` "L" grey (1, H, W), float in [0, 1]; ValueError
+    naming the file when it cannot be read."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+            pixels = np.atleast_3d(np.asarray(image.convert(mode), dtype=np.float32) / 255)
     # OSError: missing, a folder, not an image, truncated; SyntaxError: some of PIL's decoders on broken files.
     except (OSError, SyntaxError, Image.DecompressionBombError) as err:
         raise ValueError(f"cannot read image file {str(path)!r}: {err}") from err
-    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
 
 
 def show_detections(
@@ -325,7 +338,7 @@ def show_detections(
     if cfg.get("task") != "detection":
         raise ValueError(
             f"{_model_name(cfg)!r} is a {cfg.get('task', 'classification')} model; show_detections draws "
-            "detectors (show_digits draws classification models)"
+            "detectors (show_digits draws classification models, show_restoration restoration networks)"
         )
     if images is None:
         from attnzoo.data import ShapesData
@@ -350,3 +363,106 @@ def show_detections(
     if not drawable:
         title += "; no attention maps in its backbone, boxes only"
     return _render(pictures, drawable, path, titles, 9, boxes, title)
+
+
+# An image larger than this on a side is shown (and restored) by its central part only.
+_LARGEST_SHOWN = 512
+
+
+def _centre_crop(image: Tensor, side: int) -> Tensor:
+    """The central ``side`` x ``side`` part of an image (C, H, W); a dimension no longer than ``side`` stays whole."""
+    top, left = ((length - side) // 2 if length > side else 0 for length in image.shape[-2:])
+    return image[..., top : top + side, left : left + side]
+
+
+def show_restoration(
+    model: nn.Module | str | Path,
+    path: str | Path,
+    images: Sequence[str | Path] | None = None,
+    count: int = 4,
+    level: float | None = None,
+) -> Path:
+    """Draw a restoration network's work and its attention maps, one row per image.
+
+    Each row is the degraded image, the network's restoration of it and the clean image, captioned with
+    the PSNR of the degraded and the restored image against the clean one (dB, data range 1, over all
+    channels: a colour network's figures are not the Y-channel ones ``attnzoo test`` reports), then the
+    network's attention maps laid over the degraded image as :func:`draw` lays them. The maps are
+    recorded while the network runs on each degraded image alone (in eval mode). A network without
+    attention gets the images alone, and the title says so.
+
+    The degradation is the one the network was trained to undo (``pretrained_cfg["degradation"]``, which
+    ImageRestorer records), at its level; a blind network's (a range) at ``level``, by default the
+    benchmark's (``PROTOCOL_LEVELS``: sigma 25, JPEG quality 10).
+
+    Args:
+        model: a restoration network from attnzoo (``create_model``, ``load``) or anything ``attnzoo.load``
+            takes, with a degradation in its ``pretrained_cfg``.
+        path: the PNG to write.
+        images: clean image files (PNG, JPEG ... anything PIL reads), read as grey or RGB as the network
+            takes them, and each degraded by a generator seeded with 0. An image larger than 512 pixels
+            on a side is centre-cropped to 512 first: that part alone is restored and shown. By default
+            the first ``count`` of the benchmark's test photos (``TEST_PHOTOS``), degraded exactly as the
+            benchmark degrades them (:func:`attnzoo.data.photos.protocol_pair`); they are grey, repeated
+            to three channels for a colour network.
+        count: how many test photos to draw without ``images`` (1..4).
+        level: a blind network's sigma or JPEG quality, in its range; a network trained at one level
+            takes that one only.
+    """
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    from attnzoo.data.degradation import Degradation
+    from attnzoo.data.photos import PROTOCOL_LEVELS, TEST_PHOTOS, protocol_pair
+    from attnzoo.zoo import load
+
+    _check_count(count, len(TEST_PHOTOS))
+    if images is not None and (isinstance(images, (str, Path)) or not 1 <= len(images) <= 32):
+        raise ValueError(f"images must be a list of 1 to 32 image files, got {images!r}")
+    if not isinstance(model, nn.Module):
+        model = load(model)
+    cfg = model.pretrained_cfg
+    name = _model_name(cfg)
+    if cfg.get("task") != "restoration":
+        raise ValueError(
+            f"{name!r} is a {cfg.get('task', 'classification')} model; show_restoration draws restoration "
+            "networks (show_digits draws classification models, show_detections detectors)"
+        )
+    if cfg.get("degradation") is None:
+        raise ValueError(
+            f"{name!r} records no degradation (it was not trained by ImageRestorer), so there is nothing to show"
+        )
+    trained = Degradation.from_any(cfg["degradation"])
+    if level is None:
+        level = PROTOCOL_LEVELS[trained.kind] if trained.is_blind else trained.level
+    try:
+        shown = Degradation.fixed(trained.kind, level)
+    except ValueError as err:
+        raise ValueError(f"level {level!r} does not fit: {err}") from None
+    if not trained.low <= shown.level <= trained.high:
+        span = f"range [{trained.low:g}, {trained.high:g}]" if trained.is_blind else f"{trained.low:g}"
+        hint = f"give level, a {trained.field} in that range" if trained.is_blind else "leave level out"
+        raise ValueError(f"{name!r} undoes {trained.kind} {trained.field} {span}, not {shown.level:g}: {hint}")
+    channels = cfg["in_chans"]
+    if images is None:
+        sources = list(TEST_PHOTOS[:count])
+        grey = [protocol_pair(photo, shown.kind, shown.level) for photo in sources]
+        # A colour network gets the grey photos repeated to RGB, as PhotosData serves them.
+        pairs = [tuple(torch.from_numpy(x).float()[None].repeat(channels, 1, 1) for x in pair) for pair in grey]
+    else:
+        sources = [Path(file).name for file in images]
+        cleans = [_centre_crop(_read_image(file, "L" if channels == 1 else "RGB"), _LARGEST_SHOWN) for file in images]
+        pairs = [(shown.degrade(clean, torch.Generator().manual_seed(0)), clean) for clean in cleans]
+    titles, panels, maps = [], [], []
+    for (degraded, clean), source in zip(pairs, sources):
+        (restored,), image_maps = attention_maps(model, degraded[None])
+        before, after = (float(peak_signal_noise_ratio(x, clean, data_range=1.0)) for x in (degraded, restored))
+        titles.append(f"{source}, degraded\n{before:.2f} dB")
+        panels.append([(restored, f"restored\n{after:.2f} dB"), (clean, "clean")])
+        maps.append(image_maps)
+    drawable = _drawable({module: [image_maps[module][0] for image_maps in maps] for module in maps[0]})
+    title = f"{name}: {shown.kind} {shown.field} {shown.level:g}"
+    if trained.is_blind:
+        title += f" (trained on [{trained.low:g}, {trained.high:g}])"
+    if not drawable:
+        title += "; no attention maps, images only"
+    return _render([degraded for degraded, _ in pairs], drawable, path, titles, 9, None, title, panels)

@@ -20,6 +20,7 @@ from generated import between, regenerate, replace_between
 
 import attnzoo
 from attnzoo.backbones.detection import is_detector_name
+from attnzoo.backbones.restoration import is_restoration_name
 
 DOC = Path(__file__).with_name("backbones.md")
 START, END = "<!-- backbones-table:start -->", "<!-- backbones-table:end -->"
@@ -106,8 +107,9 @@ def row(name: str) -> str:
 
 
 def backbone_names() -> list[str]:
-    """The names :func:`attnzoo.list_models` gives, but for the detectors (docs/detection.md has those)."""
-    return [name for name in attnzoo.list_models() if not is_detector_name(name)]
+    """The names :func:`attnzoo.list_models` gives, but for the detectors and the restoration networks
+    (docs/detection.md and docs/restoration.md have those)."""
+    return [name for name in attnzoo.list_models() if not (is_detector_name(name) or is_restoration_name(name))]
 
 
 def render(progress: bool = False) -> str:

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 import attnzoo
 from attnzoo.cli import AttnzooCLI, main
 from attnzoo.data import DigitsData
 from attnzoo.tasks import ImageClassifier
 
-from .cli_helpers import StateSnapshots
+from .cli_helpers import StateSnapshots, ddp_fit
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "tasks" / "classify" / "resnet20-cbam.digits.yaml"
@@ -208,21 +205,7 @@ def test_fine_tune_a_zoo_entry_on_an_image_folder_with_freeze_unfreeze(tmp_path)
 
 
 def test_ddp_on_two_processes_with_bf16(tmp_path):
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    callbacks = [{"class_path": "tests.cli_helpers.SaveRankWeights", "init_args": {"directory": str(weights)}}]
-    command = [
-        sys.executable, "-m", "attnzoo.cli", "fit", "--config", str(RECIPE), *SHORT,
-        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-        "--trainer.precision", "bf16-mixed", "--trainer.max_epochs", "1",
-        "--trainer.callbacks", json.dumps(callbacks), "--trainer.default_root_dir", str(tmp_path),
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "distributed_backend=gloo" in done.stderr and "MEMBER: 2/2" in done.stderr
-    rank0, rank1 = load_file(weights / "rank0.safetensors"), load_file(weights / "rank1.safetensors")
-    assert rank0.keys() == rank1.keys() and all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    rank0 = ddp_fit(tmp_path, "--config", str(RECIPE), *SHORT)
     initial = ImageClassifier("resnet20-cbam").state_dict()
     assert not torch.equal(rank0["model.conv1.weight"], initial["model.conv1.weight"])
     last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
@@ -250,3 +233,13 @@ def test_predict_writes_a_csv_of_classes_and_probabilities(tmp_path):
     torch.testing.assert_close(torch.tensor([float(r["probability"]) for r in predicted]), probs.max(1).values,
                                atol=1e-5, rtol=0)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "tasks").glob("*/*.yaml")), ids=lambda p: p.stem)
+def test_every_recipe_builds_its_task_and_data(recipe, tmp_path):
+    # A recipe whose arguments drift from the classes it names would fail only hours into its run.
+    cli = AttnzooCLI(args=["--config", str(recipe), "--trainer.default_root_dir", str(tmp_path)], run=False)
+    assert cli.model.__class__.__name__ in ("ImageClassifier", "ObjectDetector", "ImageRestorer")
+    name = recipe.name.removesuffix(".yaml")
+    network = cli.model.model.pretrained_cfg.get("architecture") or cli.model.model.spec.name
+    assert name.partition(".")[0] == network, f"{recipe.name} trains {network}"

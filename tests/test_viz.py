@@ -9,7 +9,9 @@ from PIL import Image
 import attnzoo
 from attnzoo import viz
 from attnzoo.attention.cbam import CBAM
-from attnzoo.viz import attention_maps, draw, record, show_detections, show_digits
+from attnzoo.data.degradation import Degradation
+from attnzoo.data.photos import protocol_pair
+from attnzoo.viz import attention_maps, draw, record, show_detections, show_digits, show_restoration
 
 
 def _layout(columns: int, rows: int) -> tuple[int, int]:
@@ -201,6 +203,134 @@ def test_show_command_draws_a_detector(tmp_path, capsys):
     assert Image.open(output).size == _layout(9, 2)
 
     assert main(["show", "resnet20-cbam.digits", "--output", str(output), "--image", str(image)]) == 2
-    assert "--image is for detectors; 'resnet20-cbam.digits' is a classification model" in capsys.readouterr().err
+    assert "--image is for detectors and restoration models; 'resnet20-cbam.digits' is a classification model" in (
+        capsys.readouterr().err
+    )
     assert main(["show", str(folder), "--output", str(output), "--image", str(tmp_path / "nope.jpg")]) == 2
     assert "cannot read image file" in capsys.readouterr().err
+
+
+def _restorer(name: str = "rir-cbam", degradation: dict | None = None, **kwargs) -> torch.nn.Module:
+    sizes = {"channels": 8, "groups": 1, "blocks": 1} if name.startswith("rir") else {"channels": 8, "depth": 3}
+    model = attnzoo.create_model(name, **sizes, **kwargs)
+    model.pretrained_cfg["degradation"] = degradation or {"kind": "gaussian", "sigma": 25}
+    return model
+
+
+def _capture_render(monkeypatch) -> dict:
+    """What show_restoration hands to _render, which still writes the PNG."""
+    drawn = {}
+    render_png = viz._render
+
+    def render(images, drawable, path, row_titles, max_columns, boxes, title=None, panels=None):
+        drawn.update(images=images, drawable=drawable, titles=row_titles, title=title, panels=panels)
+        return render_png(images, drawable, path, row_titles, max_columns, boxes, title, panels)
+
+    monkeypatch.setattr(viz, "_render", render)
+    return drawn
+
+
+def _psnr(caption: str) -> float:
+    return float(caption.split("\n")[1].removesuffix(" dB"))
+
+
+def test_show_restoration_draws_degraded_restored_clean_and_maps(tmp_path, monkeypatch):
+    drawn = _capture_render(monkeypatch)
+    model = _restorer()
+    path = show_restoration(model, tmp_path / "out" / "restored.png", count=2)
+    # Degraded, restored, clean, then the one residual block's CBAM map.
+    assert Image.open(path).size == _layout(4, 2)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["restored.png"]  # no temporary file left
+    assert list(drawn["drawable"]) == ["body.0.blocks.0.attention"]
+    assert drawn["title"] == "rir-cbam: gaussian sigma 25"
+    for row, photo in enumerate(["camera", "moon"]):
+        degraded, clean = (torch.from_numpy(x).float()[None] for x in protocol_pair(photo, "gaussian", 25))
+        (restored, restored_caption), (shown_clean, clean_caption) = drawn["panels"][row]
+        torch.testing.assert_close(drawn["images"][row], degraded)
+        with torch.no_grad():
+            torch.testing.assert_close(restored, model.eval()(degraded[None])[0])
+        torch.testing.assert_close(shown_clean, clean)
+        assert clean_caption == "clean" and drawn["titles"][row].startswith(f"{photo}, degraded\n")
+        for caption, image in ((drawn["titles"][row], degraded), (restored_caption, restored)):
+            assert _psnr(caption) == pytest.approx(-10 * torch.log10(((image - clean) ** 2).mean()).item(), abs=0.01)
+    assert _psnr(drawn["titles"][0]) == pytest.approx(20.17, abs=0.05)  # sigma 25's usual input PSNR
+
+    # A blind model: at the protocol's level by default, else at the one given.
+    blind = _restorer(degradation={"kind": "gaussian", "sigma": [0, 50]})
+    show_restoration(blind, tmp_path / "blind.png", count=1)
+    assert drawn["title"] == "rir-cbam: gaussian sigma 25 (trained on [0, 50])"
+    show_restoration(blind, tmp_path / "blind.png", count=1, level=40)
+    torch.testing.assert_close(
+        drawn["images"][0], torch.from_numpy(protocol_pair("camera", "gaussian", 40)[0]).float()[None]
+    )
+
+
+def test_show_restoration_degrades_image_files(tmp_path, monkeypatch):
+    drawn = _capture_render(monkeypatch)
+    # Wider than 512: its central 512 columns are restored and shown.
+    file = _write_image(tmp_path / "wide.png", 40, 600)
+    path = show_restoration(_restorer(), tmp_path / "file.png", images=[file])
+    assert Image.open(path).size == _layout(4, 1)
+    clean = torch.from_numpy(np.asarray(Image.open(file).convert("L"), dtype=np.float32) / 255)[None, :, 44:556]
+    degraded = Degradation.fixed("gaussian", 25).degrade(clean, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(drawn["images"][0], degraded)
+    torch.testing.assert_close(drawn["panels"][0][1][0], clean)
+    assert drawn["titles"][0].startswith("wide.png, degraded\n")
+
+
+def test_show_restoration_of_a_network_without_attention(tmp_path, monkeypatch):
+    drawn = _capture_render(monkeypatch)
+    # A colour JPEG model: the grey test photos repeated to RGB, an image file read as RGB.
+    model = _restorer("dncnn", {"kind": "jpeg", "quality": 10}, in_channels=3)
+    path = show_restoration(model, tmp_path / "plain.png", count=1)
+    assert Image.open(path).size == _layout(3, 1) and drawn["drawable"] == {}
+    assert drawn["title"] == "dncnn: jpeg quality 10; no attention maps, images only"
+    degraded = torch.from_numpy(protocol_pair("camera", "jpeg", 10)[0]).float()[None].expand(3, -1, -1)
+    torch.testing.assert_close(drawn["images"][0], degraded)
+    show_restoration(model, tmp_path / "plain.png", images=[_write_image(tmp_path / "photo.jpg", 24, 32)])
+    assert drawn["images"][0].shape == (3, 24, 32)
+
+
+def test_show_restoration_bad_input(tmp_path):
+    model = _restorer()
+    with pytest.raises(ValueError, match="count must be an integer in 1..4, got 5"):
+        show_restoration(model, tmp_path / "x.png", count=5)
+    with pytest.raises(ValueError, match="images must be a list of 1 to 32 image files"):
+        show_restoration(model, tmp_path / "x.png", images=str(tmp_path / "a.png"))
+    with pytest.raises(ValueError, match="cannot read image file '.*missing.png'"):
+        show_restoration(model, tmp_path / "x.png", images=[tmp_path / "missing.png"])
+    with pytest.raises(ValueError, match="'resnet20-cbam' is a classification model; show_restoration draws"):
+        show_restoration(attnzoo.create_model("resnet20-cbam", num_classes=10), tmp_path / "x.png")
+    untrained = attnzoo.create_model("rir-cbam", channels=8, groups=1, blocks=1)
+    with pytest.raises(ValueError, match="'rir-cbam' records no degradation .*nothing to show"):
+        show_restoration(untrained, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="'rir-cbam' undoes gaussian sigma 25, not 50: leave level out"):
+        show_restoration(model, tmp_path / "x.png", level=50)
+    blind = _restorer(degradation={"kind": "gaussian", "sigma": [30, 50]})
+    with pytest.raises(ValueError, match=r"undoes gaussian sigma range \[30, 50\], not 25: give level, a sigma in"):
+        show_restoration(blind, tmp_path / "x.png")
+    jpeg = _restorer(degradation={"kind": "jpeg", "quality": [10, 40]})
+    with pytest.raises(ValueError, match="level 10.5 does not fit: degradation: quality must be an integer"):
+        show_restoration(jpeg, tmp_path / "x.png", level=10.5)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_show_command_draws_a_restoration_network(tmp_path, capsys):
+    from attnzoo.cli import main
+
+    folder = attnzoo.save_pretrained(_restorer(degradation={"kind": "jpeg", "quality": [10, 40]}), tmp_path / "net")
+    output = tmp_path / "restored.png"
+    assert main(["show", str(folder), "--output", str(output), "--count", "1", "--level", "20"]) == 0
+    assert f"wrote {output}" in capsys.readouterr().out
+    assert Image.open(output).size == _layout(4, 1)
+    image = _write_image(tmp_path / "photo.png", 24, 32)
+    assert main(["show", str(folder), "--output", str(output), "--image", str(image), str(image)]) == 0
+    assert Image.open(output).size == _layout(4, 2)
+
+    assert main(["show", str(folder), "--output", str(output), "--level", "50"]) == 2
+    assert "undoes jpeg quality range [10, 40], not 50" in capsys.readouterr().err
+    assert main(["show", str(folder), "--output", str(output), "--score_thresh", "0.1"]) == 2
+    assert f"--score_thresh is for detectors; {str(folder)!r} is a restoration model" in capsys.readouterr().err
+    assert main(["show", "resnet20-cbam.digits", "--output", str(output), "--level", "25"]) == 2
+    err = capsys.readouterr().err
+    assert "--level is for restoration models; 'resnet20-cbam.digits' is a classification model" in err

@@ -1,5 +1,5 @@
 """Attention-configured backbones and the task networks on them, built by name:
-``create_model("resnet50-sk")``, ``create_model("fcos-resnet50-gc")``."""
+``create_model("resnet50-sk")``, ``create_model("fcos-resnet50-gc")``, ``create_model("rir-cbam")``."""
 from __future__ import annotations
 
 import dataclasses
@@ -20,28 +20,44 @@ from .detection import (
     is_detector_name,
     misspelled_detector,
 )
-from .restoration import CANet
+from .restoration import (
+    RESTORATION_BODIES,
+    CANet,
+    DnCNN,
+    ResidualInResidual,
+    RestorationSpec,
+    create_restorer,
+    is_restoration_name,
+    list_restoration_models,
+    restore_tiled,
+)
 from .resnet import AttentionResNet
 from .spec import ARCHITECTURES, BackboneSpec, backbone_attentions
 
 __all__ = [
     "ARCHITECTURES",
     "DETECTORS",
+    "RESTORATION_BODIES",
     "AttentionResNet",
     "BackboneSpec",
     "CANet",
     "DetectorSpec",
+    "DnCNN",
+    "ResidualInResidual",
+    "RestorationSpec",
     "create_detector",
     "create_model",
+    "create_restorer",
     "list_models",
+    "restore_tiled",
 ]
 
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
-    """Every buildable model name (each architecture, plain and with each backbone attention, and each
-    detector on each ImageNet-style one: ``"fcos-resnet50-gc"``) matching ``pattern`` (fnmatch
-    wildcards: ``"resnet50-*"``, ``"*-cbam"``, ``"fcos-*"``); with ``pretrained=True``, the zoo's
-    names with their weight tags (``"resnet50-sk.ra_in1k"``)."""
+    """Every buildable model name (each architecture, plain and with each backbone attention; each
+    detector on each ImageNet-style one: ``"fcos-resnet50-gc"``; each restoration network: ``"dncnn"``,
+    ``"rir-se"``) matching ``pattern`` (fnmatch wildcards: ``"resnet50-*"``, ``"*-cbam"``, ``"fcos-*"``);
+    with ``pretrained=True``, the zoo's names with their weight tags (``"resnet50-sk.ra_in1k"``)."""
     if pretrained:
         from attnzoo.zoo.catalog import list_pretrained
 
@@ -54,6 +70,7 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
         for backbone in names
         if backbone.partition("-")[0] in DETECTOR_ARCHITECTURES
     ]
+    names += list_restoration_models()
     return sorted(fnmatch.filter(names, pattern))
 
 
@@ -94,6 +111,38 @@ def _pretrained_detector(name: str, num_classes: int | None, kwargs: Mapping[str
     return create_detector(entry.spec, num_classes=num_classes, init_from=entry.name, **kwargs)
 
 
+def _is_restorer(name: object) -> bool:
+    if isinstance(name, Mapping):
+        return "body" in name
+    return isinstance(name, RestorationSpec) or is_restoration_name(name)
+
+
+def _restorer(
+    name: str | Mapping[str, Any] | RestorationSpec,
+    pretrained: bool,
+    checkpoint_path: str | Path | None,
+    stages: Sequence[int] | None,
+    attention_kwargs: Mapping[str, Any] | None,
+    kwargs: Mapping[str, Any],
+) -> nn.Module:
+    """A restoration network: random, from ``checkpoint_path``, or the zoo's (rebuilt from its config.json)."""
+    label = name if isinstance(name, str) else RestorationSpec.from_any(name).name
+    if not pretrained:
+        return create_restorer(
+            name, checkpoint_path=checkpoint_path, stages=stages, attention_kwargs=attention_kwargs, **kwargs
+        )
+    from attnzoo.zoo.catalog import resolve
+    from attnzoo.zoo.hub import build_from_config, fetch_pretrained
+
+    given = [k for k, v in dict(kwargs, stages=stages, attention_kwargs=attention_kwargs).items() if v is not None]
+    if checkpoint_path is not None or given:
+        raise ValueError(
+            f"{label}: a pretrained restoration network is rebuilt as its weights were trained; "
+            f"drop {', '.join(given + (['checkpoint_path'] if checkpoint_path is not None else []))}"
+        )
+    return build_from_config(*fetch_pretrained(resolve(label)))
+
+
 def _is_detector(name: object) -> bool:
     if isinstance(name, Mapping):
         return "detector" in name
@@ -105,7 +154,7 @@ def _name(name: str | Mapping[str, Any] | DetectorSpec) -> str:
 
 
 def create_model(
-    name: str | Mapping[str, Any] | BackboneSpec | DetectorSpec,
+    name: str | Mapping[str, Any] | BackboneSpec | DetectorSpec | RestorationSpec,
     *,
     pretrained: bool = False,
     num_classes: int | None = None,
@@ -116,12 +165,18 @@ def create_model(
     attention_kwargs: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build an attention-configured backbone, or a detector on one.
+    """Build an attention-configured backbone, a detector on one, or a restoration network.
 
     A detector name (``"fcos-resnet50-gc"``), a dict with DetectorSpec's fields or a DetectorSpec
     builds a detector: :func:`attnzoo.backbones.detection.create_detector` with these arguments
     (``pretrained_backbone``, ``trainable_backbone_layers`` and torchvision's constructor arguments
     go in ``kwargs``); ``features_only`` and ``out_indices`` do not apply to it.
+
+    A restoration name (``"dncnn"``, ``"rir-cbam"``, ``"canet"``), a dict with RestorationSpec's
+    fields or a RestorationSpec builds a restoration network:
+    :func:`attnzoo.backbones.restoration.create_restorer` (``in_channels`` and the network's own
+    arguments, ``channels``, ``groups``, ``blocks``, ``unshuffle`` ..., go in ``kwargs``);
+    ``num_classes``, ``features_only`` and ``out_indices`` do not apply to it.
 
     Args:
         name: a model name (``"resnet50-se"``), a dict with BackboneSpec's fields, or a BackboneSpec.
@@ -142,6 +197,13 @@ def create_model(
         attention_kwargs: arguments for the attention mechanism.
         **kwargs: passed to timm's ResNet (``drop_rate``, ``drop_path_rate``, ``in_chans`` ...).
     """
+    if _is_restorer(name):
+        if num_classes is not None or features_only or out_indices is not None:
+            raise ValueError(
+                f"{name if isinstance(name, str) else RestorationSpec.from_any(name).name}: num_classes, "
+                "features_only and out_indices apply to backbones, not to restoration networks"
+            )
+        return _restorer(name, pretrained, checkpoint_path, stages, attention_kwargs, kwargs)
     if _is_detector(name):
         if features_only or out_indices is not None:
             raise ValueError(f"{_name(name)}: features_only and out_indices apply to backbones, not to detectors")

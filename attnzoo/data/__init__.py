@@ -4,13 +4,28 @@
 - ``ImageFolderData``: ``root/{train,val[,test]}/<class>/`` image folders with timm's transforms.
 - ``ShapesData``: synthetic detection scenes on scikit-image's photos (bundled), seeded, 128 x 128.
 - ``CocoData``: COCO instances JSON + image folders for detection.
+- ``PhotosData``: denoising / JPEG deartifacting on scikit-image's photos (bundled), benchmark test split.
+- ``ImageFolderRestorationData``: ``root/{train,val[,test]}/`` clean images, or degraded/clean pairs.
+- ``Degradation``: Gaussian noise or JPEG compression, what a restoration model undoes.
 
-All set ``num_classes`` and ``labels`` at construction (the detection ones also
-``category_ids``), for LightningCLI to link into the model.
+The classification and detection ones set ``num_classes`` and ``labels`` at construction (the
+detection ones also ``category_ids``), for LightningCLI to link into the model; the restoration
+ones take the model's ``degradation`` and ``channels`` when built without them.
 """
 from .coco import CocoData
+from .degradation import Degradation
 from .digits import DigitsData
 from .image_folder import ImageFolderData
+from .photos import PhotosData
+from .restoration_folder import ImageFolderRestorationData
 from .shapes import ShapesData
 
-__all__ = ["CocoData", "DigitsData", "ImageFolderData", "ShapesData"]
+__all__ = [
+    "CocoData",
+    "Degradation",
+    "DigitsData",
+    "ImageFolderData",
+    "ImageFolderRestorationData",
+    "PhotosData",
+    "ShapesData",
+]

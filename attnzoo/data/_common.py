@@ -1,4 +1,4 @@
-"""What the DataModules share: argument checks and DataLoader settings."""
+"""What the DataModules share: argument checks, image files and DataLoader settings."""
 from __future__ import annotations
 
 import math
@@ -7,9 +7,11 @@ import lightning as L
 import torch
 from collections.abc import Callable
 
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
-__all__ = ["check_int", "make_loader"]
+__all__ = ["check_int", "is_image", "load_image", "make_loader"]
 
 
 def check_int(owner: str, name: str, value: object, minimum: int) -> None:
@@ -17,11 +19,30 @@ def check_int(owner: str, name: str, value: object, minimum: int) -> None:
         raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
 
 
+def load_image(path: str, mode: str) -> Image.Image:
+    """The image file at ``path`` converted to ``mode`` ("L", "RGB"); a ValueError naming it if unreadable."""
+    try:
+        with Image.open(path) as image:
+            return image.convert(mode)
+    except OSError as err:  # PIL.UnidentifiedImageError and truncated files are OSErrors
+        raise ValueError(f"cannot read image {path}: {err}") from err
+
+
+def is_image(name: str) -> bool:
+    """Whether a file name has an image extension (torchvision's list, any case)."""
+    return name.lower().endswith(IMG_EXTENSIONS)
+
+
 def make_loader(
-    datamodule: L.LightningDataModule, dataset: Dataset, train: bool, collate_fn: Callable | None = None
+    datamodule: L.LightningDataModule,
+    dataset: Dataset,
+    train: bool,
+    collate_fn: Callable | None = None,
+    batch_size: int | None = None,
 ) -> DataLoader:
-    """Shuffled for training, in order otherwise; ``datamodule`` gives batch_size and num_workers."""
-    batch_size, num_workers = datamodule.batch_size, datamodule.num_workers
+    """Shuffled for training, in order otherwise; ``datamodule`` gives num_workers and batch_size (unless given)."""
+    batch_size = datamodule.batch_size if batch_size is None else batch_size
+    num_workers = datamodule.num_workers
     # A lone last training sample makes BatchNorm fail ("Expected more than 1 value per channel");
     # under DDP each process gets ceil(N / world_size) samples.
     trainer = datamodule.trainer

@@ -32,13 +32,12 @@ from functools import partial
 from pathlib import Path
 
 import lightning as L
-from PIL import Image
 from timm.data import create_transform, resolve_data_config
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from ._common import check_int, make_loader
+from ._common import check_int, is_image, load_image, make_loader
 
 __all__ = ["ImageFolderData"]
 
@@ -48,25 +47,13 @@ _PIL_MODES = {1: "L", 3: "RGB"}
 _TRANSFORM_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct")
 
 
-def _load_image(path: str, mode: str) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            return image.convert(mode)
-    except OSError as err:  # PIL.UnidentifiedImageError and truncated files are OSErrors
-        raise ValueError(f"cannot read image {path}: {err}") from err
-
-
-def _is_image(name: str) -> bool:
-    return name.lower().endswith(IMG_EXTENSIONS)
-
-
 def _class_folders(split: Path) -> list[str]:
     return sorted(entry.name for entry in os.scandir(split) if entry.is_dir() and not entry.name.startswith("."))
 
 
 def _has_image(folder: Path) -> bool:
     # followlinks as ImageFolder walks them.
-    return any(any(map(_is_image, files)) for _, _, files in os.walk(folder, followlinks=True))
+    return any(any(map(is_image, files)) for _, _, files in os.walk(folder, followlinks=True))
 
 
 class _Folder(ImageFolder):
@@ -74,7 +61,7 @@ class _Folder(ImageFolder):
 
     def __init__(self, root: Path, classes: list[str], transform: Callable, mode: str) -> None:
         self._classes = classes
-        super().__init__(str(root), transform=transform, loader=partial(_load_image, mode=mode))
+        super().__init__(str(root), transform=transform, loader=partial(load_image, mode=mode))
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         return self._classes, {name: i for i, name in enumerate(self._classes)}

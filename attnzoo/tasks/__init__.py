@@ -3,6 +3,7 @@ from .classification import ImageClassifier
 from .detection import DetectionWriter, ObjectDetector
 from .finetuning import BackboneFreeze, DynamicConvTemperature
 from .prediction import ClassificationWriter
+from .restoration import ImageRestorer, RestorationAdam, RestorationWriter
 
 __all__ = [
     "BackboneFreeze",
@@ -10,5 +11,8 @@ __all__ = [
     "DetectionWriter",
     "DynamicConvTemperature",
     "ImageClassifier",
+    "ImageRestorer",
     "ObjectDetector",
+    "RestorationAdam",
+    "RestorationWriter",
 ]

@@ -10,7 +10,7 @@ from attnzoo.attention import attention_info
 
 __all__ = ["render_card"]
 
-_TASK_TYPES = {"classification": "image-classification", "detection": "object-detection"}
+_TASK_TYPES = {"classification": "image-classification", "detection": "object-detection", "restoration": "image-to-image"}
 
 
 def _summary(config: Mapping[str, Any], attention: str | None) -> str:
@@ -22,6 +22,19 @@ def _summary(config: Mapping[str, Any], attention: str | None) -> str:
             f"An attnzoo `{spec['detector']}` detector (torchvision's) on a `{spec['backbone']['arch']}` backbone"
             f"{with_attention}, {config['num_classes'] - 1} object classes, images resized to "
             f"min_size {config['min_size']} / max_size {config['max_size']}."
+        )
+    if config["task"] == "restoration":
+        colour = "grey (1 channel)" if config["in_chans"] == 1 else "colour (3 channels)"
+        degradation = config.get("degradation")
+        if degradation is None:
+            undoes = "untrained"
+        elif degradation["kind"] == "gaussian":
+            undoes = f"removes additive white Gaussian noise of sigma {degradation['sigma']} (0-255 scale)"
+        else:
+            undoes = f"removes JPEG artefacts of quality {degradation['quality']}"
+        return (
+            f"An attnzoo `{config['spec']['body']}` restoration network{with_attention}, {colour}, any image "
+            f"size: {undoes}. Images (B, C, H, W) in [0, 1] in, restored images out."
         )
     size = "x".join(map(str, config["input_size"]))
     return (

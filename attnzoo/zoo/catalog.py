@@ -2,7 +2,7 @@
 
 The data lives in ``catalog.json`` beside this file. A name is
 ``<arch>-<attention>.<tag>`` (``<detector>-<arch>[-<attention>].<tag>`` for a
-detector); the name without its tag means the entry marked ``default`` for
+detector, ``<body>[-<attention>].<tag>`` for a restoration network); the name without its tag means the entry marked ``default`` for
 that network (``resnet50-sk`` -> ``resnet50-sk.ra_in1k``).
 
 An entry's ``source`` is a Hub repo (``repo``, ``filename``, ``revision``), a
@@ -29,6 +29,7 @@ from torchvision.models import WeightsEnum
 from torchvision.models import detection as tv_detection
 
 from attnzoo.backbones.detection import DetectorSpec, is_detector_name, parse_detector_name
+from attnzoo.backbones.restoration import RestorationSpec, is_restoration_name, parse_restoration_name
 from attnzoo.backbones.spec import BackboneSpec, parse_model_name
 
 __all__ = ["CHECKPOINTS", "ZooEntry", "catalog", "list_pretrained", "resolve"]
@@ -52,9 +53,12 @@ class ZooEntry:
     sha256_prefix: str | None = None
 
     @property
-    def spec(self) -> BackboneSpec | DetectorSpec:
-        parse = parse_detector_name if is_detector_name(self.name) else parse_model_name
-        return parse(self.name)[0]
+    def spec(self) -> BackboneSpec | DetectorSpec | RestorationSpec:
+        if is_detector_name(self.name):
+            return parse_detector_name(self.name)[0]
+        if is_restoration_name(self.name):
+            return parse_restoration_name(self.name)[0]
+        return parse_model_name(self.name)[0]
 
     @property
     def folder(self) -> Path | None:

@@ -41,6 +41,7 @@ from torchvision.models.detection._utils import overwrite_eps
 from attnzoo.backbones import AttentionResNet, BackboneSpec
 from attnzoo.backbones.checkpoint import load_checkpoint
 from attnzoo.backbones.detection import _ZERO_EPS_COCO, DetectorSpec, create_detector
+from attnzoo.backbones.restoration import RestorationNetwork, create_restorer
 
 from .cards import render_card
 from .catalog import ZooEntry, is_zoo_name, resolve
@@ -98,14 +99,37 @@ def _detector_config(model: nn.Module) -> dict[str, Any]:
     }
 
 
+def _restorer_config(model: RestorationNetwork) -> dict[str, Any]:
+    spec, cfg = model.spec, model.pretrained_cfg
+    return {
+        "name": cfg.get("name", spec.name),
+        "spec": {
+            "body": spec.body,
+            "attention": spec.attention,
+            "stages": list(spec.stages) if spec.stages else None,
+            "attention_kwargs": dict(spec.attention_kwargs),
+        },
+        "task": "restoration",
+        "in_chans": model.in_channels,
+        "network_kwargs": dict(cfg.get("network_kwargs") or {}),
+        # What it was trained to undo ({"kind": "gaussian", "sigma": 25} ...); None for an untrained network.
+        "degradation": cfg.get("degradation"),
+        "dataset": cfg.get("dataset"),
+        "license": cfg.get("license", "apache-2.0"),
+        "attnzoo_version": _version(),
+    }
+
+
 def model_config(model: nn.Module) -> dict[str, Any]:
     """What ``config.json`` records of ``model``: enough to rebuild it and to feed it."""
     if isinstance(getattr(model, "spec", None), DetectorSpec):
         return _detector_config(model)
+    if isinstance(model, RestorationNetwork):
+        return _restorer_config(model)
     if not isinstance(model, AttentionResNet):
         raise ValueError(
-            "save_pretrained takes an attnzoo network (attnzoo.create_model: a backbone or a detector), "
-            f"got {type(model).__name__}"
+            "save_pretrained takes an attnzoo network (attnzoo.create_model: a backbone, a detector or a "
+            f"restoration network), got {type(model).__name__}"
         )
     spec, cfg = model.spec, model.pretrained_cfg
     return {
@@ -171,7 +195,8 @@ def save_pretrained(
 def build_from_config(config: Mapping[str, Any], weights: Path, **kwargs: Any) -> nn.Module:
     """The network that ``config`` describes, with ``weights`` loaded strictly.
 
-    ``kwargs`` go to timm's ResNet for a backbone, to torchvision's constructor for a detector.
+    ``kwargs`` go to timm's ResNet for a backbone, to torchvision's constructor for a detector, to the
+    network for a restoration network.
     """
     if config.get("task") == "detection":
         # Loading trained weights freezes the backbone's BN and early layers, as torchvision does for
@@ -187,6 +212,14 @@ def build_from_config(config: Mapping[str, Any], weights: Path, **kwargs: Any) -
             overwrite_eps(model, config["frozen_bn_eps"])
         # kwargs may override config's min_size, thresholds ...: what the network was built with stands.
         model.pretrained_cfg.update({k: v for k, v in config.items() if model.pretrained_cfg.get(k) is None})
+    elif config.get("task") == "restoration":
+        model = create_restorer(
+            config["spec"],
+            in_channels=config["in_chans"],
+            checkpoint_path=weights,
+            **{**config.get("network_kwargs", {}), **kwargs},
+        )
+        model.pretrained_cfg.update(config)
     else:
         model = AttentionResNet(BackboneSpec.from_any(config["spec"]), num_classes=config["num_classes"], **kwargs)
         load_checkpoint(model, weights)

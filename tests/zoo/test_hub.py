@@ -224,3 +224,24 @@ def test_a_detector_saves_and_loads_back_with_its_settings(tmp_path):
     assert len(expected["boxes"]) > 0
     for key in ("boxes", "scores", "labels"):
         torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0)
+
+
+def test_a_restoration_network_saves_and_loads_back_with_its_sizes_and_degradation(tmp_path):
+    model = attnzoo.create_model("rir-cbam", in_channels=3, channels=8, groups=2, blocks=1, unshuffle=2, stages=(2,))
+    model = randomize_zero_params(model).eval()
+    model.pretrained_cfg.update(degradation={"kind": "jpeg", "quality": [10, 40]}, dataset="photos")
+    attnzoo.save_pretrained(model, tmp_path / "rir", metrics={"test/psnr": 31.2})
+
+    config = json.loads((tmp_path / "rir" / "config.json").read_text())
+    assert config["task"] == "restoration" and config["in_chans"] == 3
+    assert config["spec"] == {"body": "rir", "attention": "cbam", "stages": [2], "attention_kwargs": {}}
+    assert config["network_kwargs"] == {"channels": 8, "groups": 2, "blocks": 1, "unshuffle": 2}
+    assert config["degradation"] == {"kind": "jpeg", "quality": [10, 40]}
+    card = ModelCard.load(tmp_path / "rir" / "README.md")
+    assert card.data.pipeline_tag == "image-to-image" and "JPEG artefacts of quality [10, 40]" in card.content
+
+    loaded = attnzoo.load(tmp_path / "rir")
+    assert not loaded.training and loaded.pretrained_cfg["degradation"] == config["degradation"]
+    images = torch.rand(2, 3, 23, 18, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), model(images), rtol=0, atol=0)

@@ -1,0 +1,305 @@
+"""Image restoration: Gaussian denoising and JPEG deartifacting with attnzoo's restoration networks.
+
+The network is :func:`attnzoo.backbones.restoration.create_restorer`'s (``dncnn``,
+``canet``, ``rir[-<attention>]``): it predicts the residual, and in eval mode its
+output is clamped to [0, 1]. The task adds the training recipe and the field's
+metrics, following KAIR / BasicSR:
+
+- the degradation (``{"kind": "gaussian", "sigma": 25}``, a sigma range for a
+  blind model, ``{"kind": "jpeg", "quality": 10}``) belongs to the task: it is
+  saved in the model's config.json, and a data module built without one
+  (``degradation=None``, the default) degrades its images the task's way; one
+  built with another is an error, as is another channel count;
+- loss: L1 (EDSR, RCAN), L2 (DnCNN) or Charbonnier (sqrt(d^2 + eps^2), LapSRN);
+- optimiser: Adam, lr 1e-4 (KAIR's DnCNN recipe); schedule: by default cosine
+  decay to 0 over the run (every step), as the detection task;
+- metrics, per image, then averaged over images (PAPERS.md, "Restoration"):
+  PSNR with data range 1; SSIM with the 11 x 11 Gaussian window, sigma 1.5,
+  K1 0.01, K2 0.03, over the valid region (the pixels whose window lies inside
+  the image), which is what ``skimage.metrics.structural_similarity(...,
+  gaussian_weights=True, use_sample_covariance=False)`` and the MATLAB code
+  report; grey images as they are, colour ones on their Y channel (BT.601, as
+  the restoration papers score them). Computed in float32 under mixed
+  precision, on the network's clamped output. ``attnzoo fit`` keeps the best
+  ``val/psnr``; ``attnzoo test`` logs ``test/psnr``, ``test/ssim`` and each
+  image's (``test/psnr/<name>``) where the data names its test images.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from PIL import Image
+from torch import Tensor
+from torch.optim.lr_scheduler import CosineAnnealingLR
+from torchmetrics import MeanMetric
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from attnzoo.backbones import create_model
+from attnzoo.backbones.restoration import RestorationSpec, create_restorer, restore_tiled
+from attnzoo.data.degradation import Degradation
+
+from ._common import TaskModule
+
+__all__ = ["ImageRestorer", "RestorationAdam", "RestorationWriter", "psnr", "ssim"]
+
+LOSSES = ("l1", "l2", "charbonnier")
+_SSIM_SIGMA = 1.5
+# torchmetrics builds its Gaussian window as int(3.5 * sigma + 0.5) * 2 + 1 = 11 taps: a radius of 5.
+_SSIM_RADIUS = int(3.5 * _SSIM_SIGMA + 0.5)
+# ITU-R BT.601 luma for [0, 1] RGB with the studio range (16-235), as MATLAB's rgb2ycbcr and the
+# restoration papers' evaluation code compute it.
+_LUMA = (65.481 / 255, 128.553 / 255, 24.966 / 255)
+
+
+def _scored(images: Tensor) -> Tensor:
+    """What is scored: float32; grey images as they are, colour ones as their Y channel."""
+    images = images.float()
+    if images.shape[1] == 1:
+        return images
+    weights = images.new_tensor(_LUMA).view(1, 3, 1, 1)
+    return 16 / 255 + (images * weights).sum(dim=1, keepdim=True)
+
+
+def psnr(restored: Tensor, clean: Tensor) -> Tensor:
+    """Each image's PSNR in dB (data range 1, Y channel for colour): (B, C, H, W) pairs -> (B,)."""
+    return peak_signal_noise_ratio(
+        _scored(restored), _scored(clean), data_range=1.0, reduction="none", dim=(1, 2, 3)
+    )
+
+
+def ssim(restored: Tensor, clean: Tensor) -> Tensor:
+    """Each image's SSIM (11 x 11 Gaussian window, sigma 1.5, valid region; Y channel for colour) -> (B,).
+
+    torchmetrics pads the image by reflection and averages the SSIM map over every pixel; skimage and
+    the MATLAB reference average it over the valid region only. The map torchmetrics returns is cropped
+    to that region here (its values there do not depend on the padding)."""
+    restored, clean = _scored(restored), _scored(clean)
+    r = _SSIM_RADIUS
+    if min(clean.shape[-2:]) <= 2 * r:
+        raise ValueError(f"SSIM needs images larger than {2 * r + 1} x {2 * r + 1}, got {tuple(clean.shape[-2:])}")
+    _, full = structural_similarity_index_measure(
+        restored, clean, gaussian_kernel=True, sigma=_SSIM_SIGMA, data_range=1.0, reduction="none",
+        return_full_image=True,
+    )  # fmt: skip
+    return full[..., r:-r, r:-r].flatten(1).mean(dim=1)
+
+
+_DEFAULT_DEGRADATION = {"kind": "gaussian", "sigma": 25}
+
+
+class RestorationAdam(torch.optim.Adam):
+    """Adam with KAIR's restoration recipe as defaults: lr 1e-4, no weight decay.
+
+    A class rather than a partial so that LightningCLI shows and overrides its
+    arguments: ``--model.optimizer.lr 2e-4``.
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-4, weight_decay: float = 0.0) -> None:
+        super().__init__(params, lr=lr, weight_decay=weight_decay)
+
+
+class ImageRestorer(TaskModule):
+    """A restoration network trained to undo one degradation (see the module docstring).
+
+    Args:
+        network: ``dncnn``, ``canet``, ``rir`` or ``rir-<attention>`` (``rir-cbam``), or a dict of
+            RestorationSpec's fields; with ``pretrained``, a zoo name (``rir-se.gray-s25``).
+        pretrained: start from the zoo's weights for ``network`` (to fine-tune, or to predict with
+            ``attnzoo predict`` without a checkpoint); its sizes and channels are the entry's.
+        degradation: what the network undoes: ``{"kind": "gaussian", "sigma": 25}`` (sigma on the
+            0-255 scale; ``[0, 50]`` for a blind model), ``{"kind": "jpeg", "quality": 10}`` (or
+            ``[10, 40]``); handed to the data module when it was built without one. None: the
+            pretrained entry's, else Gaussian sigma 25.
+        channels: 1 (grey) or 3 (colour); None: the pretrained entry's, else 1.
+        network_kwargs: the network's arguments (``channels``, ``groups``, ``blocks``, ``unshuffle``,
+            ``depth`` ...); not with ``pretrained``.
+        loss: ``l1``, ``l2`` or ``charbonnier``.
+        charbonnier_eps: epsilon of the Charbonnier loss.
+        optimizer: builds the optimiser (LightningCLI: ``--model.optimizer AdamW``); default Adam lr 1e-4.
+        scheduler: builds a schedule stepped once an epoch; None: cosine decay to 0 over the run, stepped
+            every step.
+        tile: images larger than ``tile`` x ``tile`` are restored tile by tile in validation, test and
+            prediction (:func:`attnzoo.backbones.restoration.restore_tiled`), so large photos fit in memory.
+    """
+
+    checkpoint_monitor = ("val/psnr", "max")
+
+    def __init__(
+        self,
+        network: str | Mapping[str, Any] = "rir",
+        pretrained: bool = False,
+        degradation: Mapping[str, Any] | None = None,
+        channels: int | None = None,
+        network_kwargs: Mapping[str, Any] | None = None,
+        loss: str = "l1",
+        charbonnier_eps: float = 1e-3,
+        optimizer: OptimizerCallable = RestorationAdam,
+        scheduler: LRSchedulerCallable | None = None,
+        tile: int = 1024,
+    ) -> None:
+        super().__init__()
+        owner = "ImageRestorer"
+        if loss not in LOSSES:
+            raise ValueError(f"{owner}: loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        if not charbonnier_eps > 0:
+            raise ValueError(f"{owner}: charbonnier_eps must be positive, got {charbonnier_eps!r}")
+        if isinstance(tile, bool) or not isinstance(tile, int) or tile < 16:
+            raise ValueError(f"{owner}: tile must be an integer >= 16, got {tile!r}")
+        if network_kwargs is not None and not isinstance(network_kwargs, Mapping):
+            raise ValueError(f"{owner}: network_kwargs must be a dict, got {type(network_kwargs).__name__}")
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        if pretrained:
+            if network_kwargs:
+                raise ValueError(f"{owner}: network_kwargs cannot be changed with pretrained=True (the zoo entry's stand)")
+            self.model = create_model(network, pretrained=True)
+            if channels is not None and channels != self.model.in_channels:
+                raise ValueError(
+                    f"{owner}: {network} takes {self.model.in_channels}-channel images, got channels={channels}"
+                )
+            degradation = degradation if degradation is not None else self.model.pretrained_cfg.get("degradation")
+        else:
+            spec = RestorationSpec.from_any(network)
+            self.model = create_restorer(spec, in_channels=1 if channels is None else channels, **dict(network_kwargs or {}))
+        self.degradation = Degradation.from_any(degradation if degradation is not None else _DEFAULT_DEGRADATION)
+        self.model.pretrained_cfg["degradation"] = self.degradation.to_dict()
+        self.channels = self.model.in_channels
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.val_psnr, self.val_ssim = MeanMetric(), MeanMetric()
+        self.test_psnr, self.test_ssim = MeanMetric(), MeanMetric()
+
+    def forward(self, degraded: Tensor) -> Tensor:
+        return self.model(degraded)
+
+    def setup(self, stage: str) -> None:
+        data = self._adopt_data("classes")
+        if data is None:
+            return
+        for name, mine in (("degradation", self.degradation), ("channels", self.channels)):
+            theirs = getattr(data, name, None)
+            if theirs is None:
+                setattr(data, name, mine)
+            elif theirs != mine:
+                shown = mine.to_dict() if isinstance(mine, Degradation) else mine
+                given = theirs.to_dict() if isinstance(theirs, Degradation) else theirs
+                raise ValueError(
+                    f"the data module's {name} {given!r} differs from the model's {shown!r}: give it to the "
+                    "model only (the data module takes the model's when built without one)"
+                )
+
+    def _loss(self, restored: Tensor, clean: Tensor) -> Tensor:
+        if self.hparams.loss == "l1":
+            return F.l1_loss(restored, clean)
+        if self.hparams.loss == "l2":
+            return F.mse_loss(restored, clean)
+        # Charbonnier (Lai et al., LapSRN, 2017): a differentiable L1.
+        return torch.sqrt((restored - clean).square() + self.hparams.charbonnier_eps**2).mean()
+
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        degraded, clean = batch[0], batch[1]
+        loss = self._loss(self.model(degraded), clean)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(degraded))
+        return loss
+
+    def restore(self, degraded: Tensor) -> Tensor:
+        """The network's output in eval mode, tile by tile for images larger than ``tile``."""
+        if max(degraded.shape[-2:]) > self.hparams.tile:
+            return restore_tiled(self.model, degraded, tile=self.hparams.tile)
+        return self.model(degraded)
+
+    def _evaluate(self, batch: Sequence[Any], stage: str, psnr_mean: MeanMetric, ssim_mean: MeanMetric) -> None:
+        degraded, clean = batch[0], batch[1]
+        restored = self.restore(degraded)
+        psnrs, ssims = psnr(restored, clean), ssim(restored, clean)
+        psnr_mean.update(psnrs)
+        ssim_mean.update(ssims)
+        self.log(f"{stage}/psnr", psnr_mean, prog_bar=True)
+        self.log(f"{stage}/ssim", ssim_mean)
+        if stage == "test" and len(batch) > 2:
+            for name, p, s in zip(batch[2], psnrs, ssims):
+                self.log(f"test/psnr/{name}", p, batch_size=1)
+                self.log(f"test/ssim/{name}", s, batch_size=1)
+
+    def validation_step(self, batch: Sequence[Any], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_psnr, self.val_ssim)
+
+    def test_step(self, batch: Sequence[Any], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_psnr, self.test_ssim)
+
+    def predict_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
+        """The restored images (B, C, H, W) in [0, 1] and their names (``batch[-1]``: file paths or names)."""
+        degraded, names = batch[0], batch[-1]
+        return {"restored": self.restore(degraded).float().cpu(), "names": list(names)}
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
+        if self.scheduler_factory is not None:
+            return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+        total = self.trainer.estimated_stepping_batches
+        if total == float("inf"):
+            raise ValueError(
+                "ImageRestorer's default cosine schedule needs a finite run: set trainer max_epochs or max_steps, "
+                "or give a scheduler"
+            )
+        cosine = CosineAnnealingLR(optimizer, T_max=int(total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+
+
+class RestorationWriter(BasePredictionWriter):
+    """Write each restored image as an 8-bit PNG (grey or RGB), as each batch is predicted.
+
+    A predicted image named by a file path (``ImageFolderRestorationData(predict_dir=...)``) is
+    written next to its folder: ``photos/noisy/a.jpg`` -> ``photos/noisy-restored/a.png``, unless
+    ``output_dir`` names a folder for all; one named by a bare name (PhotosData's test images)
+    goes to ``output_dir`` (default ``restored``). Each file is written to a temporary name and
+    renamed once complete.
+
+        attnzoo predict --config RECIPE.yaml --ckpt_path CKPT \\
+            --data ImageFolderRestorationData --data.predict_dir noisy/ \\
+            --trainer.callbacks RestorationWriter
+    """
+
+    def __init__(self, output_dir: str | None = None) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = None if output_dir is None else Path(output_dir)
+
+    def destination(self, name: str) -> Path:
+        path = Path(name)
+        if self.output_dir is not None:
+            return self.output_dir / f"{path.stem}.png"
+        if path.parent == Path("."):
+            return Path("restored") / f"{path.stem}.png"
+        return path.parent.with_name(f"{path.parent.name}-restored") / f"{path.stem}.png"
+
+    def write_on_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        prediction: dict[str, Any],
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        for image, name in zip(prediction["restored"], prediction["names"]):
+            pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            pixels = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+            path = self.destination(str(name))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+            os.close(fd)
+            try:
+                Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, format="PNG")
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise

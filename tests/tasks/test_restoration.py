@@ -1,0 +1,272 @@
+"""ImageRestorer on small PhotosData patches: PSNR / SSIM against scikit-image, losses, the degradation
+handed to the data, a fit that raises PSNR, tiling, the writer, the CLI (one process and two)."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sys
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage.color import rgb2ycbcr
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+import attnzoo
+from attnzoo.cli import AttnzooCLI, main
+from attnzoo.data import PhotosData
+from attnzoo.data.photos import TEST_PHOTOS, protocol_pair
+from attnzoo.tasks import ImageRestorer, RestorationWriter
+from attnzoo.tasks.restoration import psnr, ssim
+from attnzoo.zoo.catalog import ZooEntry, catalog
+
+from ..cli_helpers import ddp_fit
+
+TINY = {"channels": 8, "groups": 1, "blocks": 1}
+CLI_MODEL = ["--model", "ImageRestorer", "--model.network", "rir-se", "--model.network_kwargs", json.dumps(TINY),
+             "--model.optimizer.lr", "0.001"]
+CLI_DATA = ["--data", "PhotosData", "--data.patch_size", "24", "--data.train_size", "8", "--data.batch_size", "4"]
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+         "--trainer.log_every_n_steps", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _no_pytest_arguments(monkeypatch):
+    # LightningCLI warns when it is given args while sys.argv holds pytest's own.
+    monkeypatch.setattr(sys, "argv", ["attnzoo"])
+
+
+def trainer(**kwargs) -> pl.Trainer:
+    kwargs.setdefault("logger", False)
+    return pl.Trainer(accelerator="cpu", enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, **kwargs)
+
+
+def skimage_scores(restored: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
+    """The benchmark protocol's PSNR and SSIM of one grey image pair (H, W) in [0, 1]."""
+    return (
+        peak_signal_noise_ratio(clean, restored, data_range=1),
+        structural_similarity(clean, restored, data_range=1, gaussian_weights=True, sigma=1.5,
+                              use_sample_covariance=False),
+    )
+
+
+# --- metrics ---------------------------------------------------------------------------------------------
+
+
+def test_psnr_and_ssim_equal_skimage_per_image_on_grey_images():
+    pairs = [protocol_pair(name, "gaussian", 25) for name in TEST_PHOTOS[:2]]
+    noisy = torch.tensor(np.stack([np.clip(d, 0, 1) for d, _ in pairs]))[:, None].float()
+    clean = torch.tensor(np.stack([c for _, c in pairs]))[:, None].float()
+    expected = [skimage_scores(n[0].double().numpy(), c[0].double().numpy()) for n, c in zip(noisy, clean)]
+    torch.testing.assert_close(psnr(noisy, clean), torch.tensor([p for p, _ in expected], dtype=torch.float32), rtol=0, atol=1e-3)
+    torch.testing.assert_close(ssim(noisy, clean), torch.tensor([s for _, s in expected], dtype=torch.float32), rtol=0, atol=1e-4)
+
+
+def test_colour_images_are_scored_on_their_y_channel():
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.rand(2, 3, 40, 36, generator=generator)
+    restored = (clean + 0.05 * torch.randn(clean.shape, generator=generator)).clamp(0, 1)
+    # skimage's BT.601 Y is on the 16-235 scale for float RGB in [0, 1].
+    y = [rgb2ycbcr(x.permute(1, 2, 0).double().numpy())[..., 0] / 255 for x in (*restored, *clean)]
+    expected = [skimage_scores(y[i], y[i + 2]) for i in range(2)]
+    torch.testing.assert_close(psnr(restored, clean), torch.tensor([p for p, _ in expected], dtype=torch.float32), rtol=0, atol=1e-3)
+    torch.testing.assert_close(ssim(restored, clean), torch.tensor([s for _, s in expected], dtype=torch.float32), rtol=0, atol=1e-4)
+
+
+def test_metrics_run_in_float32_on_half_precision_images():
+    clean = torch.rand(1, 1, 32, 32)
+    noisy = (clean + 0.1).clamp(0, 1)
+    torch.testing.assert_close(psnr(noisy.bfloat16(), clean.bfloat16()), psnr(noisy.bfloat16().float(), clean.bfloat16().float()))
+    assert ssim(noisy.bfloat16(), clean).dtype == torch.float32
+
+
+def test_ssim_refuses_images_smaller_than_its_window():
+    with pytest.raises(ValueError, match="SSIM needs images larger than 11 x 11"):
+        ssim(torch.rand(1, 1, 10, 30), torch.rand(1, 1, 10, 30))
+
+
+# --- the module ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss", ["l1", "l2", "charbonnier"])
+def test_losses_follow_their_formulas(loss):
+    model = ImageRestorer("rir", network_kwargs=TINY, loss=loss, charbonnier_eps=0.01)
+    restored, clean = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
+    d = (restored - clean).double()
+    expected = {"l1": d.abs().mean(), "l2": d.square().mean(), "charbonnier": (d.square() + 1e-4).sqrt().mean()}
+    torch.testing.assert_close(model._loss(restored, clean).double(), expected[loss], rtol=1e-6, atol=1e-7)
+
+
+def test_the_degradation_and_channels_go_to_the_data_and_into_the_config():
+    model = ImageRestorer("dncnn", degradation={"kind": "jpeg", "quality": [10, 40]}, channels=3,
+                          network_kwargs={"depth": 3, "channels": 8})
+    data = PhotosData(patch_size=24, train_size=4, batch_size=2)
+    trainer(max_steps=1, limit_val_batches=0).fit(model, datamodule=data)
+    assert data.degradation == model.degradation and data.channels == 3
+    degraded, clean = next(iter(data.train_dataloader()))
+    assert degraded.shape == clean.shape == (2, 3, 24, 24)
+    assert torch.equal(clean, (clean * 255).round() / 255)  # JPEG pairs: the clean target is the 8-bit image
+    assert model.model.pretrained_cfg["degradation"] == {"kind": "jpeg", "quality": [10, 40]}
+    assert model.model.pretrained_cfg["dataset"] == "photos"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"degradation": {"kind": "gaussian", "sigma": 15}}, "degradation .* differs from the model's"),
+        ({"channels": 3}, "channels 3 differs from the model's 1"),
+    ],
+)
+def test_data_built_for_something_else_is_refused(data, message):
+    model = ImageRestorer("rir", network_kwargs=TINY)
+    with pytest.raises(ValueError, match=message):
+        trainer(max_steps=1).fit(model, datamodule=PhotosData(patch_size=24, train_size=4, batch_size=2, **data))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"loss": "l3"}, "loss must be one of l1, l2, charbonnier"),
+        ({"tile": 8}, "tile must be an integer >= 16"),
+        ({"charbonnier_eps": 0}, "charbonnier_eps must be positive"),
+        ({"degradation": {"kind": "gaussian", "sigma": 300}}, "sigma"),
+        ({"degradation": {"kind": "jpeg", "quality": 0}}, "quality"),
+        ({"channels": 2}, "in_channels must be 1 .grey. or 3"),
+        ({"network": "rir-cbma"}, "Did you mean 'cbam'"),
+        ({"network_kwargs": {"depth": 3}}, "rir takes no argument depth"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ImageRestorer(**kwargs)
+
+
+def val_psnr(model: ImageRestorer, data: PhotosData) -> float:
+    """The mean PSNR over the val images, computed here with skimage."""
+    model.eval()
+    scores = []
+    with torch.no_grad():
+        for degraded, clean in data.val_dataloader():
+            restored = model.model(degraded)[0, 0].double().numpy()
+            scores.append(skimage_scores(restored, clean[0, 0].double().numpy())[0])
+    model.train()
+    return float(np.mean(scores))
+
+
+def test_a_short_fit_raises_the_validation_psnr():
+    pl.seed_everything(0)
+    model = ImageRestorer("rir-se", network_kwargs={"channels": 16, "groups": 1, "blocks": 2},
+                          optimizer=lambda p: torch.optim.Adam(p, lr=2e-3))
+    data = PhotosData(patch_size=32, train_size=160, batch_size=8)
+    before = val_psnr(model, data)
+    trainer(max_epochs=2, num_sanity_val_steps=0).fit(model, datamodule=data)
+    after = val_psnr(model, data)
+    # The residual network starts near the identity (the noisy input, about 20.2 dB at sigma 25) and
+    # learns to remove part of the noise.
+    assert after > before + 1.0, (before, after)
+    assert model.trainer.callback_metrics["val/psnr"] == pytest.approx(after, abs=1e-4)
+
+
+def test_pretrained_starts_from_a_zoo_entry_with_its_sizes_and_degradation(tmp_path, monkeypatch):
+    trained = attnzoo.create_model("rir-se", in_channels=3, **TINY)
+    trained.pretrained_cfg["degradation"] = {"kind": "jpeg", "quality": 20}
+    folder = attnzoo.save_pretrained(trained, tmp_path / "rir-se.trial")
+    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    entry = ZooEntry(name="rir-se.trial", task="restoration", source={"folder": str(folder), "filename": "model.safetensors"},
+                     sha256=digest, metrics={}, license="apache-2.0")
+    monkeypatch.setitem(catalog(), entry.name, entry)
+    model = ImageRestorer("rir-se.trial", pretrained=True)
+    assert model.channels == 3 and model.degradation.to_dict() == {"kind": "jpeg", "quality": 20}
+    noisy = torch.rand(1, 3, 20, 20)
+    trained.eval(), model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(noisy), trained(noisy), rtol=0, atol=0)
+    again = ImageRestorer("rir-se.trial", pretrained=True, degradation={"kind": "gaussian", "sigma": 10})
+    assert again.model.pretrained_cfg["degradation"] == {"kind": "gaussian", "sigma": 10}  # fine-tuned to another
+    with pytest.raises(ValueError, match="takes 3-channel images, got channels=1"):
+        ImageRestorer("rir-se.trial", pretrained=True, channels=1)
+    with pytest.raises(ValueError, match="network_kwargs cannot be changed"):
+        ImageRestorer("rir-se.trial", pretrained=True, network_kwargs={"channels": 16})
+
+
+def test_large_images_are_restored_tile_by_tile_as_a_whole():
+    model = ImageRestorer("rir", network_kwargs=TINY, tile=48).eval()
+    image = torch.rand(1, 1, 100, 77)
+    with torch.no_grad():
+        whole = model.model(image)
+    torch.testing.assert_close(model.restore(image), whole, rtol=0, atol=1e-5)
+
+
+def test_restoration_writer_writes_8_bit_pngs_next_to_the_folder(tmp_path):
+    restored = torch.rand(2, 1, 5, 7)
+    writer = RestorationWriter()
+    names = [str(tmp_path / "noisy" / "a.jpg"), str(tmp_path / "noisy" / "b.png")]
+    writer.write_on_batch_end(None, None, {"restored": restored, "names": names}, None, None, 0)
+    for image, name in zip(restored, ("a", "b")):
+        written = np.asarray(Image.open(tmp_path / "noisy-restored" / f"{name}.png"))
+        assert written.dtype == np.uint8 and written.shape == (5, 7)
+        np.testing.assert_array_equal(written, (image[0] * 255).round().numpy().astype(np.uint8))
+    RestorationWriter(output_dir=str(tmp_path / "out")).write_on_batch_end(
+        None, None, {"restored": torch.rand(1, 3, 4, 4), "names": ["camera"]}, None, None, 0
+    )
+    assert np.asarray(Image.open(tmp_path / "out" / "camera.png")).shape == (4, 4, 3)
+    assert not list(tmp_path.rglob(".*.png"))  # no temporary file left
+
+
+# --- the command line ------------------------------------------------------------------------------------
+
+
+def test_cli_fit_test_predict_and_publish(tmp_path):
+    cli = AttnzooCLI(args=["fit", *CLI_MODEL, *CLI_DATA, *QUIET, "--trainer.max_epochs", "1",
+                           "--trainer.default_root_dir", str(tmp_path)])
+    run = tmp_path / "lightning_logs" / "version_0"
+    best = cli.trainer.checkpoint_callback
+    assert best.monitor == "val/psnr" and best.mode == "max"
+    with open(run / "metrics.csv") as f:
+        header = set(next(csv.reader(f)))
+    assert {"train/loss", "val/psnr", "val/ssim"} <= header
+    last = run / "checkpoints" / "last.ckpt"
+    tested = AttnzooCLI(args=["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(last),
+                              "--trainer.logger", "false"])
+    logged = tested.trainer.callback_metrics
+    per_image = [float(logged[f"test/psnr/{name}"]) for name in TEST_PHOTOS]
+    assert float(logged["test/psnr"]) == pytest.approx(np.mean(per_image), abs=1e-4)
+    # Against the checkpoint's network on the benchmark's pairs, scored by skimage.
+    network = ImageRestorer.load_from_checkpoint(last, map_location="cpu").model.eval()
+    for name in TEST_PHOTOS:
+        degraded, clean = protocol_pair(name, "gaussian", 25)
+        with torch.no_grad():
+            out = network(torch.from_numpy(degraded).float()[None, None])[0, 0].double().numpy()
+        expected_psnr, expected_ssim = skimage_scores(out, clean)
+        assert float(logged[f"test/psnr/{name}"]) == pytest.approx(expected_psnr, abs=2e-3)
+        assert float(logged[f"test/ssim/{name}"]) == pytest.approx(expected_ssim, abs=2e-4)
+
+    output = tmp_path / "restored"
+    AttnzooCLI(args=["predict", "--config", str(run / "config.yaml"), "--ckpt_path", str(last),
+                     "--trainer.logger", "false", "--trainer.callbacks", "RestorationWriter",
+                     "--trainer.callbacks.output_dir", str(output)])
+    assert sorted(p.stem for p in output.glob("*.png")) == sorted(TEST_PHOTOS)
+
+    assert main(["publish", "--ckpt_path", str(last), "--output", str(tmp_path / "model"), "--name", "rir-se.trial"]) == 0
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["task"] == "restoration" and config["degradation"] == {"kind": "gaussian", "sigma": 25}
+    assert config["network_kwargs"] == TINY and config["in_chans"] == 1
+    assert "test/psnr" in (tmp_path / "model" / "README.md").read_text()
+    loaded = attnzoo.load(tmp_path / "model")
+    noisy = torch.rand(1, 1, 33, 29)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(noisy), network(noisy), rtol=0, atol=0)
+
+
+def test_ddp_fit_on_two_processes(tmp_path):
+    rank0 = ddp_fit(tmp_path, *CLI_MODEL, *CLI_DATA, *QUIET, "--seed_everything", "0")
+    torch.manual_seed(0)
+    initial = ImageRestorer("rir-se", network_kwargs=TINY).state_dict()
+    assert not torch.equal(rank0["model.head.weight"], initial["model.head.weight"])
+    with open(tmp_path / "lightning_logs" / "version_0" / "metrics.csv") as f:
+        logged = list(csv.DictReader(f))
+    assert [r["val/psnr"] for r in logged if r["val/psnr"]] != []
