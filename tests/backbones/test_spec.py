@@ -49,5 +49,6 @@ def test_list_models_filters_with_wildcards():
     assert not any(n.endswith(("-soft", "-hard", "-sta")) for n in names)
     assert attnzoo.list_models("resnet50-s*") == ["resnet50-se", "resnet50-self", "resnet50-sk", "resnet50-srm"]
     detectors = {f"{d}-{a}-cbam" for d in attnzoo.backbones.DETECTORS for a in attnzoo.backbones.detection.DETECTOR_ARCHITECTURES}
-    assert set(attnzoo.list_models("*-cbam")) == {f"{a}-cbam" for a in attnzoo.backbones.ARCHITECTURES} | detectors
+    backbones = {f"{a}-cbam" for a in attnzoo.backbones.ARCHITECTURES}
+    assert set(attnzoo.list_models("*-cbam")) == backbones | detectors | {"rir-cbam"}
     assert attnzoo.list_models("nothing*") == []
