@@ -7,8 +7,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from torch.optim.lr_scheduler import CosineAnnealingLR
 
-__all__ = ["TaskModule", "describe_hardware"]
+__all__ = ["TaskModule", "cosine_over_run", "describe_hardware"]
 
 
 def describe_hardware(trainer: pl.Trainer) -> str:
@@ -24,6 +25,17 @@ def describe_hardware(trainer: pl.Trainer) -> str:
     where = f" ({models[0]})" if models else ""
     processes = trainer.num_devices * trainer.num_nodes
     return (f"{processes} processes x " if processes > 1 else "") + f"{torch.get_num_threads()} CPU threads{where}"
+
+
+def cosine_over_run(task: pl.LightningModule, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The tasks' default schedule: cosine decay to 0 over the whole run, stepped every step."""
+    total = task.trainer.estimated_stepping_batches
+    if total == float("inf"):
+        raise ValueError(
+            f"{type(task).__name__}'s default cosine schedule needs a finite run: set trainer max_epochs or "
+            "max_steps, or give a scheduler"
+        )
+    return {"scheduler": CosineAnnealingLR(optimizer, T_max=int(total)), "interval": "step"}
 
 
 class TaskModule(pl.LightningModule):

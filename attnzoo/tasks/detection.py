@@ -36,13 +36,13 @@ from typing import Any, TextIO
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
-from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR
+from torch.optim.lr_scheduler import LinearLR
 from torchmetrics.detection import MeanAveragePrecision
 
 from attnzoo.backbones import BackboneSpec
 from attnzoo.backbones.detection import DetectorSpec, create_detector
 
-from ._common import TaskModule
+from ._common import TaskModule, cosine_over_run
 from .prediction import FileWriter
 
 __all__ = ["DetectionSGD", "DetectionWriter", "ImageMeanAveragePrecision", "ObjectDetector"]
@@ -278,13 +278,7 @@ class ObjectDetector(TaskModule):
         schedulers = []
         # Both schedules scale the rate multiplicatively (PyTorch's chainable form), so they compose.
         if self.scheduler_factory is None:
-            total = self.trainer.estimated_stepping_batches
-            if total == float("inf"):
-                raise ValueError(
-                    "ObjectDetector's default cosine schedule needs a finite run: set trainer max_epochs or "
-                    "max_steps, or give a scheduler"
-                )
-            schedulers.append({"scheduler": CosineAnnealingLR(optimizer, T_max=int(total)), "interval": "step"})
+            schedulers.append(cosine_over_run(self, optimizer))
         else:
             schedulers.append({"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"})
         if self.hparams.warmup_steps > 0:

@@ -40,7 +40,6 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from PIL import Image
 from torch import Tensor
-from torch.optim.lr_scheduler import CosineAnnealingLR
 from torchmetrics import MeanMetric
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
@@ -48,7 +47,7 @@ from attnzoo.backbones import create_model
 from attnzoo.backbones.restoration import RestorationSpec, create_restorer, restore_tiled
 from attnzoo.data.degradation import Degradation
 
-from ._common import TaskModule
+from ._common import TaskModule, cosine_over_run
 
 __all__ = ["ImageRestorer", "RestorationAdam", "RestorationWriter", "psnr", "ssim"]
 
@@ -244,15 +243,7 @@ class ImageRestorer(TaskModule):
         optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
         if self.scheduler_factory is not None:
             return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
-        total = self.trainer.estimated_stepping_batches
-        if total == float("inf"):
-            raise ValueError(
-                "ImageRestorer's default cosine schedule needs a finite run: set trainer max_epochs or max_steps, "
-                "or give a scheduler"
-            )
-        cosine = CosineAnnealingLR(optimizer, T_max=int(total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
-
+        return {"optimizer": optimizer, "lr_scheduler": cosine_over_run(self, optimizer)}
 
 class RestorationWriter(BasePredictionWriter):
     """Write each restored image as an 8-bit PNG (grey or RGB), as each batch is predicted.

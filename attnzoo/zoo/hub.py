@@ -11,6 +11,7 @@ into its cache (``TORCH_HOME``), where torchvision keeps them too.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -41,7 +42,7 @@ from torchvision.models.detection._utils import overwrite_eps
 from attnzoo.backbones import AttentionResNet, BackboneSpec
 from attnzoo.backbones.checkpoint import load_checkpoint
 from attnzoo.backbones.detection import _ZERO_EPS_COCO, DetectorSpec, create_detector
-from attnzoo.backbones.restoration import RestorationNetwork, create_restorer
+from attnzoo.backbones.restoration import RestorationNetwork, RestorationSpec, create_restorer
 
 from .cards import render_card
 from .catalog import ZooEntry, is_zoo_name, resolve
@@ -64,10 +65,10 @@ def _version() -> str:
     return __version__
 
 
-def _spec_dict(spec: BackboneSpec) -> dict[str, Any]:
+def _spec_dict(spec: BackboneSpec | RestorationSpec) -> dict[str, Any]:
+    """A backbone's or restoration network's spec as JSON: its fields, in order (``arch`` or ``body`` first)."""
     return {
-        "arch": spec.arch,
-        "attention": spec.attention,
+        **dataclasses.asdict(spec),
         "stages": list(spec.stages) if spec.stages else None,
         "attention_kwargs": dict(spec.attention_kwargs),
     }
@@ -103,12 +104,7 @@ def _restorer_config(model: RestorationNetwork) -> dict[str, Any]:
     spec, cfg = model.spec, model.pretrained_cfg
     return {
         "name": cfg.get("name", spec.name),
-        "spec": {
-            "body": spec.body,
-            "attention": spec.attention,
-            "stages": list(spec.stages) if spec.stages else None,
-            "attention_kwargs": dict(spec.attention_kwargs),
-        },
+        "spec": _spec_dict(spec),
         "task": "restoration",
         "in_chans": model.in_channels,
         "network_kwargs": dict(cfg.get("network_kwargs") or {}),
