@@ -22,7 +22,9 @@ metrics, following KAIR / BasicSR:
   the restoration papers score them). Computed in float32 under mixed
   precision, on the network's clamped output. ``attnzoo fit`` keeps the best
   ``val/psnr``; ``attnzoo test`` logs ``test/psnr``, ``test/ssim`` and each
-  image's (``test/psnr/<name>``) where the data names its test images.
+  image's (``test/psnr/<name>``) where the data names its test images, and the
+  same for the degraded input clipped to [0, 1] (``test/input_psnr``,
+  ``test/input_psnr/<name>`` ...), the baseline any restorer must beat.
 """
 from __future__ import annotations
 
@@ -175,6 +177,7 @@ class ImageRestorer(TaskModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.val_psnr, self.val_ssim = MeanMetric(), MeanMetric()
         self.test_psnr, self.test_ssim = MeanMetric(), MeanMetric()
+        self.input_psnr, self.input_ssim = MeanMetric(), MeanMetric()
 
     def forward(self, degraded: Tensor) -> Tensor:
         return self.model(degraded)
@@ -215,24 +218,57 @@ class ImageRestorer(TaskModule):
             return restore_tiled(self.model, degraded, tile=self.hparams.tile)
         return self.model(degraded)
 
-    def _evaluate(self, batch: Sequence[Any], stage: str, psnr_mean: MeanMetric, ssim_mean: MeanMetric) -> None:
-        degraded, clean = batch[0], batch[1]
-        restored = self.restore(degraded)
-        psnrs, ssims = psnr(restored, clean), ssim(restored, clean)
+    def _score(
+        self, batch: Sequence[Any], images: Tensor, prefix: str, psnr_mean: MeanMetric, ssim_mean: MeanMetric
+    ) -> None:
+        """Log ``prefix``/psnr and /ssim of ``images`` against the batch's clean ones, mean and (in test,
+        where the data names its images) per image."""
+        clean = batch[1]
+        psnrs, ssims = psnr(images, clean), ssim(images, clean)
         psnr_mean.update(psnrs)
         ssim_mean.update(ssims)
-        self.log(f"{stage}/psnr", psnr_mean, prog_bar=True)
-        self.log(f"{stage}/ssim", ssim_mean)
-        if stage == "test" and len(batch) > 2:
+        self.log(f"{prefix}psnr", psnr_mean, prog_bar=prefix == "val/")
+        self.log(f"{prefix}ssim", ssim_mean)
+        if prefix.startswith("test/") and len(batch) > 2:
             for name, p, s in zip(batch[2], psnrs, ssims):
-                self.log(f"test/psnr/{name}", p, batch_size=1)
-                self.log(f"test/ssim/{name}", s, batch_size=1)
+                self.log(f"{prefix}psnr/{name}", p, batch_size=1)
+                self.log(f"{prefix}ssim/{name}", s, batch_size=1)
 
     def validation_step(self, batch: Sequence[Any], batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_psnr, self.val_ssim)
+        self._score(batch, self.restore(batch[0]), "val/", self.val_psnr, self.val_ssim)
 
     def test_step(self, batch: Sequence[Any], batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_psnr, self.test_ssim)
+        self._score(batch, self.restore(batch[0]), "test/", self.test_psnr, self.test_ssim)
+        self._score(batch, batch[0].clamp(0, 1), "test/input_", self.input_psnr, self.input_ssim)
+
+    def baseline_metrics(self, data: pl.LightningDataModule) -> dict[str, float]:
+        """BM3D (Dabov et al. 2007; the ``bm3d`` package, told the true sigma) on ``data``'s test images,
+        scored as :meth:`test_step` scores the network: ``bm3d/psnr``, ``bm3d/ssim`` and per image
+        (``bm3d/psnr/<name>``), the classic denoiser a Gaussian denoiser is read against. ``data`` must
+        be set up for testing. Empty for JPEG or colour, and without the ``bm3d`` package
+        (``pip install attnzoo[bench]``).
+        """
+        if self.degradation.kind != "gaussian" or self.channels != 1:
+            return {}
+        evaluated = data.eval_degradation() if hasattr(data, "eval_degradation") else self.degradation
+        if evaluated.is_blind:
+            return {}
+        try:
+            import bm3d
+        except ImportError:
+            return {}
+        scores: dict[str, list[float]] = {}
+        for batch in data.test_dataloader():
+            denoised = [bm3d.bm3d(image[0].double().numpy(), sigma_psd=evaluated.level / 255) for image in batch[0]]
+            images = torch.from_numpy(np.stack(denoised)).float()[:, None].clamp(0, 1)
+            psnrs, ssims = psnr(images, batch[1]), ssim(images, batch[1])
+            names = batch[2] if len(batch) > 2 else [None] * len(images)
+            for name, p, s in zip(names, psnrs.tolist(), ssims.tolist()):
+                scores.setdefault("bm3d/psnr", []).append(p)
+                scores.setdefault("bm3d/ssim", []).append(s)
+                if name is not None:
+                    scores[f"bm3d/psnr/{name}"], scores[f"bm3d/ssim/{name}"] = [p], [s]
+        return {key: float(np.mean(values)) for key, values in scores.items()}
 
     def predict_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         """The restored images (B, C, H, W) in [0, 1] and their names (``batch[-1]``: file paths or names)."""

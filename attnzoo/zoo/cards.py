@@ -43,6 +43,29 @@ def _summary(config: Mapping[str, Any], attention: str | None) -> str:
     )
 
 
+# A restoration card's comparison table: (column title, metric prefix), each column shown where the metrics have it.
+_RESTORATION_COLUMNS = (("degraded input", "test/input_"), ("BM3D", "bm3d/"), ("this model", "test/"))
+
+
+def _restoration_table(metrics: Mapping[str, float]) -> list[str]:
+    """PSNR / SSIM per test image (and their mean) of the degraded input, BM3D and the model, side by side."""
+    names = [key.removeprefix("test/psnr/") for key in metrics if key.startswith("test/psnr/")]
+    columns = [(title, prefix) for title, prefix in _RESTORATION_COLUMNS if f"{prefix}psnr" in metrics]
+    if len(columns) < 2:
+        return []
+    lines = ["", "## Beside the baselines", "", "PSNR (dB) / SSIM on the test images, each scored the same way.", ""]
+    lines += ["| image | " + " | ".join(title for title, _ in columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name, suffix in [*((n, f"/{n}") for n in names), ("mean", "")]:
+        cells = [
+            f"{metrics[f'{p}psnr{suffix}']:.2f} / {metrics[f'{p}ssim{suffix}']:.3f}"
+            if f"{p}psnr{suffix}" in metrics and f"{p}ssim{suffix}" in metrics
+            else "-"
+            for _, p in columns
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_card(
     config: Mapping[str, Any], metrics: Mapping[str, float] | None, recipe: str | None, training: str | None = None
 ) -> ModelCard:
@@ -91,6 +114,8 @@ def render_card(
     if metrics:
         lines += ["", "## Metrics", "", "| metric | value |", "|---|---:|"]
         lines += [f"| {metric} | {float(value):.4g} |" for metric, value in metrics.items()]
+        if config["task"] == "restoration":
+            lines += _restoration_table(metrics)
     if recipe or training:
         lines += ["", "## Recipe"]
     if training:

@@ -59,7 +59,8 @@ def export_checkpoint(
             (LightningCLI writes it beside ``checkpoints/``), when there is one.
         name: the model's name in config.json and the card (e.g. ``resnet20-cbam.digits``).
         test: evaluate the checkpoint on its data module's test split (rebuilt from the checkpoint)
-            and record the test metrics.
+            and record the test metrics, with the task's baselines where it has them (BM3D beside a
+            Gaussian denoiser: :meth:`~attnzoo.tasks.ImageRestorer.baseline_metrics`).
 
     Returns the metrics recorded in the card: the test metrics and the best validation score.
     """
@@ -81,6 +82,8 @@ def export_checkpoint(
             accelerator="auto", devices=1, logger=False, enable_checkpointing=False, enable_model_summary=False
         )
         metrics.update({k: float(v) for k, v in trainer.test(task, datamodule=data, verbose=False)[0].items()})
+        if hasattr(task, "baseline_metrics"):
+            metrics.update(task.baseline_metrics(data))
     metrics.update(_best_score(checkpoint))
     if recipe is None and (ckpt.parent.parent / "config.yaml").is_file():
         recipe = ckpt.parent.parent / "config.yaml"

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import sys
+import types
 
 import lightning.pytorch as pl
 import numpy as np
@@ -220,7 +221,7 @@ def test_restoration_writer_writes_8_bit_pngs_next_to_the_folder(tmp_path):
 # --- the command line ------------------------------------------------------------------------------------
 
 
-def test_cli_fit_test_predict_and_publish(tmp_path):
+def test_cli_fit_test_predict_and_publish(tmp_path, monkeypatch):
     cli = AttnzooCLI(args=["fit", *CLI_MODEL, *CLI_DATA, *QUIET, "--trainer.max_epochs", "1",
                            "--trainer.default_root_dir", str(tmp_path)])
     run = tmp_path / "lightning_logs" / "version_0"
@@ -244,6 +245,10 @@ def test_cli_fit_test_predict_and_publish(tmp_path):
         expected_psnr, expected_ssim = skimage_scores(out, clean)
         assert float(logged[f"test/psnr/{name}"]) == pytest.approx(expected_psnr, abs=2e-3)
         assert float(logged[f"test/ssim/{name}"]) == pytest.approx(expected_ssim, abs=2e-4)
+        # The degraded input, clipped, is scored beside it: the baseline a restorer must beat.
+        input_psnr, input_ssim = skimage_scores(np.clip(degraded, 0, 1), clean)
+        assert float(logged[f"test/input_psnr/{name}"]) == pytest.approx(input_psnr, abs=2e-3)
+        assert float(logged[f"test/input_ssim/{name}"]) == pytest.approx(input_ssim, abs=2e-4)
 
     output = tmp_path / "restored"
     AttnzooCLI(args=["predict", "--config", str(run / "config.yaml"), "--ckpt_path", str(last),
@@ -251,7 +256,16 @@ def test_cli_fit_test_predict_and_publish(tmp_path):
                      "--trainer.callbacks.output_dir", str(output)])
     assert sorted(p.stem for p in output.glob("*.png")) == sorted(TEST_PHOTOS)
 
+    # A stand-in for the bm3d package that returns the noisy image: publish's BM3D column must then repeat the
+    # degraded input's, which shows that it denoises and scores each test image the test step's way.
+    monkeypatch.setitem(sys.modules, "bm3d", types.SimpleNamespace(bm3d=lambda noisy, sigma_psd: noisy))
     assert main(["publish", "--ckpt_path", str(last), "--output", str(tmp_path / "model"), "--name", "rir-se.trial"]) == 0
+    card = (tmp_path / "model" / "README.md").read_text()
+    for name in TEST_PHOTOS:
+        given = f"{float(logged[f'test/input_psnr/{name}']):.2f} / {float(logged[f'test/input_ssim/{name}']):.3f}"
+        restored = f"{float(logged[f'test/psnr/{name}']):.2f} / {float(logged[f'test/ssim/{name}']):.3f}"
+        assert f"| {name} | {given} | {given} | {restored} |" in card
+    assert "| image | degraded input | BM3D | this model |" in card
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert config["task"] == "restoration" and config["degradation"] == {"kind": "gaussian", "sigma": 25}
     assert config["network_kwargs"] == TINY and config["in_chans"] == 1
@@ -260,6 +274,13 @@ def test_cli_fit_test_predict_and_publish(tmp_path):
     noisy = torch.rand(1, 1, 33, 29)
     with torch.no_grad():
         torch.testing.assert_close(loaded(noisy), network(noisy), rtol=0, atol=0)
+
+
+def test_bm3d_is_a_baseline_for_grey_gaussian_noise_only():
+    jpeg = ImageRestorer("rir", degradation={"kind": "jpeg", "quality": 10}, network_kwargs=TINY)
+    colour = ImageRestorer("rir", channels=3, network_kwargs=TINY)
+    for task in (jpeg, colour):
+        assert task.baseline_metrics(PhotosData()) == {}
 
 
 def test_ddp_fit_on_two_processes(tmp_path):
