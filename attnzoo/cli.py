@@ -40,13 +40,19 @@ _DESCRIPTION = (
 )
 
 
+def _size(height: int, width: int) -> tuple[int, int]:
+    return height, width
+
+
 class AttnzooCLI(LightningCLI):
     """LightningCLI with the data module's classes linked into the task.
 
     ``data.num_classes`` and ``data.labels`` become the model's ``num_classes``
     and ``labels``; ``data.category_ids`` (detection: the categories' original
-    ids) becomes the model's ``category_ids`` where both have it (jsonargparse
-    skips a link whose source attribute or target parameter is absent). A task
+    ids) becomes the model's ``category_ids``, and a re-ID data module's
+    ``seq_len`` and frame ``height`` and ``width`` the model's ``seq_len`` and
+    ``input_size``, where both have them (jsonargparse skips a link whose
+    source attribute or target parameter is absent). A task
     that names a ``checkpoint_monitor`` gets a ModelCheckpoint keeping the best
     epoch by that metric and the last one, unless the trainer's callbacks
     already hold a ModelCheckpoint or checkpointing is off. Without
@@ -68,6 +74,10 @@ class AttnzooCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.labels", "model.init_args.labels", apply_on="instantiate")
         parser.link_arguments("data.category_ids", "model.init_args.category_ids", apply_on="instantiate")
+        parser.link_arguments("data.seq_len", "model.init_args.seq_len", apply_on="instantiate")
+        parser.link_arguments(
+            ("data.height", "data.width"), "model.init_args.input_size", compute_fn=_size, apply_on="instantiate"
+        )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self._get(self.config_init, "trainer", default={})
@@ -93,11 +103,13 @@ class AttnzooCLI(LightningCLI):
 
 def _network_kwargs(entry) -> dict[str, Any] | None:
     """What builds the entry's network besides its name (class count, FPN width, a restoration network's
-    channels and sizes), where known without a download."""
+    channels and sizes, a re-ID network's last stride and frames), where known without a download."""
     if entry.folder is not None and (entry.folder / "config.json").is_file():
         config = json.loads((entry.folder / "config.json").read_text())
         if config["task"] == "restoration":
             return {"in_channels": config["in_chans"], **config["network_kwargs"]}
+        if config["task"] == "reid":
+            return {k: config[k] for k in ("num_classes", "last_stride", "seq_len")}
         return {k: config[k] for k in ("num_classes", "fpn_channels") if k in config}
     if entry.timm is not None:
         from timm.models import get_pretrained_cfg
@@ -173,7 +185,7 @@ def _publish(args: argparse.Namespace) -> None:
 
 
 def _show(args: argparse.Namespace) -> None:
-    from attnzoo.viz import show_detections, show_digits, show_restoration
+    from attnzoo.viz import show_detections, show_digits, show_reid, show_restoration
     from attnzoo.zoo import load
 
     model = load(args.model)
@@ -194,6 +206,8 @@ def _show(args: argparse.Namespace) -> None:
         path = show_detections(model, args.output, count=args.count, **given)
     elif task == "restoration":
         path = show_restoration(model, args.output, count=args.count, **given)
+    elif task == "reid":
+        path = show_reid(model, args.output, count=args.count)
     else:
         path = show_digits(model, args.output, count=args.count)
     print(f"wrote {path}")
@@ -234,13 +248,15 @@ def _tools(argv: Sequence[str]) -> int:
         "laid over it; on ShapesData's test images, or on your own with --image. A restoration network: "
         "the degraded image, its restoration and the clean image (with their PSNR), then its maps laid over "
         "the degraded image; on the benchmark's test photos degraded as it degrades them, or on your own "
-        "clean images with --image, degraded as the network was trained (at --level for a blind network).",
+        "clean images with --image, degraded as the network was trained (at --level for a blind network). "
+        "A video re-ID network: query tracklets of TrackletsData's test split with each frame's weight, then "
+        "their best-ranked gallery tracklets, framed green for the same person and red otherwise.",
     )
     show.add_argument("model", help="a zoo name, a model folder or a Hub repo id")
     show.add_argument("--output", default="attention_maps.png", help="PNG file to write")
     show.add_argument(
         "--count", type=int, default=4,
-        help="test digits or ShapesData test images to show (1-32); restoration: test photos (1-4)",
+        help="test digits, ShapesData test images or re-ID queries to show (1-32); restoration: test photos (1-4)",
     )
     show.add_argument(
         "--image", dest="images", nargs="+", metavar="FILE",

@@ -13,7 +13,9 @@ tensors alive::
 (matplotlib). ``attnzoo show`` draws a model's maps on its task's pictures:
 :func:`show_digits` on test digits for a classifier, :func:`show_detections`
 its boxes and its backbone's maps on images for a detector, :func:`show_restoration`
-degraded, restored and clean images and its maps for a restoration network.
+degraded, restored and clean images and its maps for a restoration network, :func:`show_reid`
+query tracklets with their best-ranked gallery tracklets and the weight of each frame for a
+video re-ID network.
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "attention_maps", "draw", "is_recording", "record", "show_detections", "show_digits", "show_restoration",
+    "attention_maps", "draw", "is_recording", "record", "show_detections", "show_digits", "show_reid",
+    "show_restoration",
 ]
 
 # A plain module global rather than a ContextVar: torch.compile traces reads of
@@ -187,6 +190,11 @@ def _render(
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+    return _save(figure, path)
+
+
+def _save(figure: Any, path: str | Path) -> Path:
+    """Write a matplotlib figure as a PNG through a temporary file, so no half-written picture is left."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
@@ -222,6 +230,29 @@ def _model_name(cfg: Mapping[str, Any]) -> str:
     return cfg.get("name") or cfg.get("architecture")
 
 
+# What each show_* function draws, for the message that sends a model of another task to its own.
+_DRAWERS = {
+    "classification": ("show_digits", "classification models"),
+    "detection": ("show_detections", "detectors"),
+    "restoration": ("show_restoration", "restoration networks"),
+    "reid": ("show_reid", "video re-ID networks"),
+}
+
+
+def _model_for(model: nn.Module | str | Path, task: str, drawer: str) -> nn.Module:
+    """``model`` (a module, or anything ``attnzoo.load`` takes, loaded), which must be a ``task`` model."""
+    from attnzoo.zoo import load
+
+    if not isinstance(model, nn.Module):
+        model = load(model)
+    cfg = model.pretrained_cfg
+    given = cfg.get("task", "classification")
+    if given != task:
+        others = ", ".join(f"{function} draws {what}" for t, (function, what) in _DRAWERS.items() if t != task)
+        raise ValueError(f"{_model_name(cfg)!r} is a {given} model; {drawer} draws {_DRAWERS[task][1]} ({others})")
+    return model
+
+
 def show_digits(model: nn.Module | str | Path, path: str | Path, count: int = 4) -> Path:
     """Draw ``model``'s attention maps on the first ``count`` test digits of DigitsData.
 
@@ -229,17 +260,10 @@ def show_digits(model: nn.Module | str | Path, path: str | Path, count: int = 4)
     The digits are resized and normalised to the model's ``pretrained_cfg`` (input size, mean, std).
     """
     from attnzoo.data import DigitsData
-    from attnzoo.zoo import load
 
     _check_count(count)
-    if not isinstance(model, nn.Module):
-        model = load(model)
+    model = _model_for(model, "classification", "show_digits")
     cfg = model.pretrained_cfg
-    if cfg.get("task", "classification") != "classification":
-        raise ValueError(
-            f"{_model_name(cfg)!r} is a {cfg['task']} model; show_digits draws classification models on "
-            "test digits (show_detections draws detectors, show_restoration restoration networks)"
-        )
     channels, height, width = cfg["input_size"]
     test = DigitsData(augment=False, in_chans=1).test_set
     plain = F.interpolate(test.images[:count], size=(height, width), mode="bilinear", align_corners=False)
@@ -322,7 +346,6 @@ def show_detections(
         count: how many ShapesData images to draw without ``images`` (1..32).
         score_thresh: the least score of a box drawn, in [0, 1].
     """
-    from attnzoo.zoo import load
 
     _check_count(count)
     if isinstance(score_thresh, bool) or not isinstance(score_thresh, (int, float)) or not 0 <= score_thresh <= 1:
@@ -332,14 +355,8 @@ def show_detections(
             raise ValueError(f"images must be a list of 1 to 32 image files, got {images!r}")
         pictures = [_read_image(file) for file in images]  # before a model download, so a typo fails fast
         sources = [Path(file).name for file in images]
-    if not isinstance(model, nn.Module):
-        model = load(model)
+    model = _model_for(model, "detection", "show_detections")
     cfg = model.pretrained_cfg
-    if cfg.get("task") != "detection":
-        raise ValueError(
-            f"{_model_name(cfg)!r} is a {cfg.get('task', 'classification')} model; show_detections draws "
-            "detectors (show_digits draws classification models, show_restoration restoration networks)"
-        )
     if images is None:
         from attnzoo.data import ShapesData
 
@@ -413,20 +430,13 @@ def show_restoration(
 
     from attnzoo.data.degradation import Degradation
     from attnzoo.data.photos import PROTOCOL_LEVELS, TEST_PHOTOS, protocol_pair
-    from attnzoo.zoo import load
 
     _check_count(count, len(TEST_PHOTOS))
     if images is not None and (isinstance(images, (str, Path)) or not 1 <= len(images) <= 32):
         raise ValueError(f"images must be a list of 1 to 32 image files, got {images!r}")
-    if not isinstance(model, nn.Module):
-        model = load(model)
+    model = _model_for(model, "restoration", "show_restoration")
     cfg = model.pretrained_cfg
     name = _model_name(cfg)
-    if cfg.get("task") != "restoration":
-        raise ValueError(
-            f"{name!r} is a {cfg.get('task', 'classification')} model; show_restoration draws restoration "
-            "networks (show_digits draws classification models, show_detections detectors)"
-        )
     if cfg.get("degradation") is None:
         raise ValueError(
             f"{name!r} records no degradation (it was not trained by ImageRestorer), so there is nothing to show"
@@ -466,3 +476,87 @@ def show_restoration(
     if not drawable:
         title += "; no attention maps, images only"
     return _render([degraded for degraded, _ in pairs], drawable, path, titles, 9, None, title, panels)
+
+
+def _frame_weights(maps: Mapping[str, Tensor], temporal: str, frames: int) -> list[float] | None:
+    """Each frame's share of a clip's embedding, from the temporal mechanism's map: soft's weights, hard's
+    selection, STA's part scores averaged over the parts (each part's scores sum to 1 over the frames);
+    ``avg`` weighs every frame the same; ``max`` has no per-frame weight."""
+    if temporal == "avg":
+        return [1 / frames] * frames
+    if "pool" not in maps:
+        return None
+    weights = maps["pool"][0].float()
+    return (weights.mean(-1) if temporal == "sta" else weights / weights.sum()).tolist()
+
+
+def show_reid(model: nn.Module | str | Path, path: str | Path, count: int = 4, top: int = 5) -> Path:
+    """Draw a video re-ID network's ranking on TrackletsData's test split, one row per query.
+
+    Each row is the query tracklet's clip (``seq_len`` evenly spaced frames, as the network embeds one)
+    with each frame's weight in the embedding where the temporal mechanism has one (soft, hard, STA;
+    equal for avg), then the ``top`` best-ranked gallery tracklets (their middle frame), framed green
+    for the query's person and red otherwise, by the Market-1501 rule (the query's person in the
+    query's camera is not ranked). The tracklets are those of TrackletsData at the network's frame size,
+    embedded densely (all frames, in clips of ``seq_len``), as ``attnzoo test`` ranks them.
+
+    Args:
+        model: a re-ID network from attnzoo (``create_model``, ``load``) or anything ``attnzoo.load`` takes.
+        path: the PNG to write.
+        count: how many queries (1..32), the first of the test split's.
+        top: gallery tracklets shown per query (1..10).
+    """
+    from matplotlib.figure import Figure
+
+    from attnzoo.backbones.video import embed_loader
+    from attnzoo.data import TrackletsData
+    from attnzoo.data.reid import evenly_spaced_indices
+    from attnzoo.tasks.reid_metrics import pairwise_distance
+
+    _check_count(count)
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 10:
+        raise ValueError(f"top must be an integer in 1..10, got {top!r}")
+    model = _model_for(model, "reid", "show_reid")
+    cfg = model.pretrained_cfg
+    name = _model_name(cfg)
+    _, height, width = cfg["input_size"]
+    seq_len, temporal = cfg["seq_len"], model.spec.temporal
+    data = TrackletsData(frame_size=(height, width), seq_len=seq_len, num_workers=0)
+    data.trainer = None
+    query_loader, gallery_loader = data.test_dataloader()
+    query_embeddings = embed_loader(model, query_loader, seq_len)[0]
+    gallery_embeddings = embed_loader(model, gallery_loader, seq_len)[0]
+    queries, gallery = data.query[:count], data.gallery
+    distances = pairwise_distance(query_embeddings[:count], gallery_embeddings)
+    mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
+    figure = Figure(figsize=(0.75 * (seq_len + top) + 0.5, 1.6 * count), layout="constrained")
+    figure.suptitle(f"{name}: queries, their {top} best-ranked gallery tracklets (green: same person)", fontsize=8)
+    axes = figure.subplots(count, seq_len + top, squeeze=False)
+    for row, query in enumerate(queries):
+        frames = query.read(evenly_spaced_indices(query.num_frames, seq_len), height, width)
+        clip = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+        _, maps = attention_maps(model, ((clip - mean) / std)[None])
+        weights = _frame_weights(maps, temporal, seq_len)
+        for column in range(seq_len):
+            ax = axes[row, column]
+            ax.imshow(frames[column])
+            caption = f"w {weights[column]:.3f}" if weights is not None else ""
+            if column == 0:
+                caption = f"query {query.pid}, cam {query.camid}\n{caption}"
+            ax.set_title(caption, fontsize=6)
+        allowed = torch.tensor([not (g.pid == query.pid and g.camid == query.camid) for g in gallery])
+        order = distances[row].masked_fill(~allowed, float("inf")).argsort()[:top].tolist()
+        for rank, index in enumerate(order, start=1):
+            match = gallery[index]
+            ax = axes[row, seq_len + rank - 1]
+            ax.imshow(match.read([match.num_frames // 2], height, width)[0])
+            colour = "lime" if match.pid == query.pid else "red"
+            for spine in ax.spines.values():
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(3)
+            ax.set_title(f"#{rank}: {match.pid}, cam {match.camid}", fontsize=6, color="green" if colour == "lime" else "red")
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _save(figure, path)

@@ -21,6 +21,7 @@ from generated import between, regenerate, replace_between
 import attnzoo
 from attnzoo.backbones.detection import is_detector_name
 from attnzoo.backbones.restoration import is_restoration_name
+from attnzoo.backbones.video import is_reid_name
 
 DOC = Path(__file__).with_name("backbones.md")
 START, END = "<!-- backbones-table:start -->", "<!-- backbones-table:end -->"
@@ -107,9 +108,13 @@ def row(name: str) -> str:
 
 
 def backbone_names() -> list[str]:
-    """The names :func:`attnzoo.list_models` gives, but for the detectors and the restoration networks
-    (docs/detection.md and docs/restoration.md have those)."""
-    return [name for name in attnzoo.list_models() if not (is_detector_name(name) or is_restoration_name(name))]
+    """The names :func:`attnzoo.list_models` gives, but for the detectors, the restoration networks and the
+    re-ID networks (docs/detection.md, docs/restoration.md and docs/reid.md have those)."""
+    return [
+        name
+        for name in attnzoo.list_models()
+        if not (is_detector_name(name) or is_restoration_name(name) or is_reid_name(name))
+    ]
 
 
 def render(progress: bool = False) -> str:

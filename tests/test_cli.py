@@ -239,7 +239,7 @@ def test_predict_writes_a_csv_of_classes_and_probabilities(tmp_path):
 def test_every_recipe_builds_its_task_and_data(recipe, tmp_path):
     # A recipe whose arguments drift from the classes it names would fail only hours into its run.
     cli = AttnzooCLI(args=["--config", str(recipe), "--trainer.default_root_dir", str(tmp_path)], run=False)
-    assert cli.model.__class__.__name__ in ("ImageClassifier", "ObjectDetector", "ImageRestorer")
+    assert cli.model.__class__.__name__ in ("ImageClassifier", "ObjectDetector", "ImageRestorer", "VideoReID")
     name = recipe.name.removesuffix(".yaml")
     network = cli.model.model.pretrained_cfg.get("architecture") or cli.model.model.spec.name
     assert name.partition(".")[0] == network, f"{recipe.name} trains {network}"

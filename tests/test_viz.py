@@ -334,3 +334,40 @@ def test_show_command_draws_a_restoration_network(tmp_path, capsys):
     assert main(["show", "resnet20-cbam.digits", "--output", str(output), "--level", "25"]) == 2
     err = capsys.readouterr().err
     assert "--level is for restoration models; 'resnet20-cbam.digits' is a classification model" in err
+
+
+@pytest.mark.parametrize("temporal", ["avg", "max", "soft", "hard", "sta"])
+def test_a_frames_weight_is_its_share_in_the_temporal_mechanism(temporal):
+    from attnzoo.viz import _frame_weights
+
+    torch.manual_seed(0)
+    model = attnzoo.create_model(f"resnet18n+{temporal}").eval()
+    _, maps = attention_maps(model, torch.rand(1, 4, 3, 64, 32))
+    weights = _frame_weights(maps, temporal, 4)
+    if temporal == "max":
+        assert weights is None
+        return
+    if temporal == "sta":  # each part's scores over the frames, averaged over the 4 parts
+        expected = maps["pool"][0].mean(-1)
+    elif temporal == "hard":  # the selected frame takes it all
+        expected = maps["pool"][0] / maps["pool"][0].sum()
+    else:
+        expected = maps["pool"][0] if temporal == "soft" else torch.full((4,), 0.25)
+    torch.testing.assert_close(torch.tensor(weights), expected.float())
+    assert sum(weights) == pytest.approx(1)
+
+
+def test_show_command_draws_a_reid_network(tmp_path, capsys):
+    from attnzoo.cli import main
+
+    torch.manual_seed(0)
+    folder = attnzoo.save_pretrained(attnzoo.create_model("resnet18n+soft", input_size=(64, 32)), tmp_path / "net")
+    output = tmp_path / "ranks.png"
+    assert main(["show", str(folder), "--output", str(output), "--count", "2"]) == 0
+    assert f"wrote {output}" in capsys.readouterr().out
+    # Two rows of the query's 4 frames and 5 gallery tracklets, 0.75 x 1.6 inches each, at 120 dpi.
+    assert Image.open(output).size == (round((0.75 * 9 + 0.5) * 120), round(1.6 * 2 * 120))
+    assert main(["show", str(folder), "--output", str(output), "--level", "25"]) == 2
+    assert "--level is for restoration models" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="is a classification model; show_reid draws video re-ID networks"):
+        viz.show_reid(attnzoo.create_model("resnet20"), output)

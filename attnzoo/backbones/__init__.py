@@ -1,5 +1,6 @@
 """Attention-configured backbones and the task networks on them, built by name:
-``create_model("resnet50-sk")``, ``create_model("fcos-resnet50-gc")``, ``create_model("rir-cbam")``."""
+``create_model("resnet50-sk")``, ``create_model("fcos-resnet50-gc")``, ``create_model("rir-cbam")``,
+``create_model("resnet50+sta")``."""
 from __future__ import annotations
 
 import dataclasses
@@ -33,6 +34,7 @@ from .restoration import (
 )
 from .resnet import AttentionResNet
 from .spec import ARCHITECTURES, BackboneSpec, backbone_attentions
+from .video import TEMPORAL, ReIDSpec, VideoReIDNetwork, create_reid_network, is_reid_name, list_reid_models
 
 __all__ = [
     "ARCHITECTURES",
@@ -45,8 +47,12 @@ __all__ = [
     "DnCNN",
     "ResidualInResidual",
     "RestorationSpec",
+    "ReIDSpec",
+    "TEMPORAL",
+    "VideoReIDNetwork",
     "create_detector",
     "create_model",
+    "create_reid_network",
     "create_restorer",
     "list_models",
     "restore_tiled",
@@ -56,7 +62,7 @@ __all__ = [
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     """Every buildable model name (each architecture, plain and with each backbone attention; each
     detector on each ImageNet-style one: ``"fcos-resnet50-gc"``; each restoration network: ``"dncnn"``,
-    ``"rir-se"``) matching ``pattern`` (fnmatch wildcards: ``"resnet50-*"``, ``"*-cbam"``, ``"fcos-*"``);
+    ``"rir-se"``; each re-ID network: ``"resnet50+sta"``) matching ``pattern`` (fnmatch wildcards: ``"resnet50-*"``, ``"*-cbam"``, ``"fcos-*"``);
     with ``pretrained=True``, the zoo's names with their weight tags (``"resnet50-sk.ra_in1k"``)."""
     if pretrained:
         from attnzoo.zoo.catalog import list_pretrained
@@ -71,6 +77,7 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
         if backbone.partition("-")[0] in DETECTOR_ARCHITECTURES
     ]
     names += list_restoration_models()
+    names += list_reid_models()
     return sorted(fnmatch.filter(names, pattern))
 
 
@@ -126,21 +133,55 @@ def _restorer(
     kwargs: Mapping[str, Any],
 ) -> nn.Module:
     """A restoration network: random, from ``checkpoint_path``, or the zoo's (rebuilt from its config.json)."""
-    label = name if isinstance(name, str) else RestorationSpec.from_any(name).name
     if not pretrained:
         return create_restorer(
             name, checkpoint_path=checkpoint_path, stages=stages, attention_kwargs=attention_kwargs, **kwargs
         )
+    label = name if isinstance(name, str) else RestorationSpec.from_any(name).name
+    return _rebuilt(label, "restoration network", checkpoint_path, dict(kwargs, stages=stages, attention_kwargs=attention_kwargs))
+
+
+def _rebuilt(label: str, what: str, checkpoint_path: str | Path | None, given: Mapping[str, Any]) -> nn.Module:
+    """The zoo's ``label``, rebuilt from its config.json as its weights were trained: nothing may be changed."""
     from attnzoo.zoo.catalog import resolve
     from attnzoo.zoo.hub import build_from_config, fetch_pretrained
 
-    given = [k for k, v in dict(kwargs, stages=stages, attention_kwargs=attention_kwargs).items() if v is not None]
-    if checkpoint_path is not None or given:
-        raise ValueError(
-            f"{label}: a pretrained restoration network is rebuilt as its weights were trained; "
-            f"drop {', '.join(given + (['checkpoint_path'] if checkpoint_path is not None else []))}"
-        )
+    changed = [k for k, v in given.items() if v is not None] + (["checkpoint_path"] if checkpoint_path is not None else [])
+    if changed:
+        raise ValueError(f"{label}: a pretrained {what} is rebuilt as its weights were trained; drop {', '.join(changed)}")
     return build_from_config(*fetch_pretrained(resolve(label)))
+
+
+def _is_reid(name: object) -> bool:
+    if isinstance(name, Mapping):
+        return "temporal" in name
+    return isinstance(name, ReIDSpec) or is_reid_name(name)
+
+
+def _reid(
+    name: str | Mapping[str, Any] | ReIDSpec,
+    pretrained: bool,
+    num_classes: int | None,
+    checkpoint_path: str | Path | None,
+    stages: Sequence[int] | None,
+    attention_kwargs: Mapping[str, Any] | None,
+    kwargs: Mapping[str, Any],
+) -> nn.Module:
+    """A video re-ID network: random, from ``checkpoint_path``, or the zoo's (rebuilt from its config.json)."""
+    if not pretrained:
+        return create_reid_network(
+            name,
+            num_classes=0 if num_classes is None else num_classes,
+            checkpoint_path=checkpoint_path,
+            stages=stages,
+            attention_kwargs=attention_kwargs,
+            **kwargs,
+        )
+    label = name if isinstance(name, str) else ReIDSpec.from_any(name).name
+    model = _rebuilt(label, "re-ID network", checkpoint_path, dict(kwargs, stages=stages, attention_kwargs=attention_kwargs))
+    if num_classes is not None and num_classes != model.num_classes:
+        model.reset_classifier(num_classes)
+    return model
 
 
 def _is_detector(name: object) -> bool:
@@ -154,7 +195,7 @@ def _name(name: str | Mapping[str, Any] | DetectorSpec) -> str:
 
 
 def create_model(
-    name: str | Mapping[str, Any] | BackboneSpec | DetectorSpec | RestorationSpec,
+    name: str | Mapping[str, Any] | BackboneSpec | DetectorSpec | RestorationSpec | ReIDSpec,
     *,
     pretrained: bool = False,
     num_classes: int | None = None,
@@ -165,7 +206,7 @@ def create_model(
     attention_kwargs: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build an attention-configured backbone, a detector on one, or a restoration network.
+    """Build an attention-configured backbone, a detector or a re-ID network on one, or a restoration network.
 
     A detector name (``"fcos-resnet50-gc"``), a dict with DetectorSpec's fields or a DetectorSpec
     builds a detector: :func:`attnzoo.backbones.detection.create_detector` with these arguments
@@ -177,6 +218,11 @@ def create_model(
     :func:`attnzoo.backbones.restoration.create_restorer` (``in_channels`` and the network's own
     arguments, ``channels``, ``groups``, ``blocks``, ``unshuffle`` ..., go in ``kwargs``);
     ``num_classes``, ``features_only`` and ``out_indices`` do not apply to it.
+
+    A re-ID name (``"resnet50+sta"``, ``"resnet18-cbam+soft"``), a dict with ReIDSpec's fields or a
+    ReIDSpec builds a video re-ID network: :func:`attnzoo.backbones.video.create_reid_network`
+    (``last_stride``, ``input_size``, ``seq_len``, ``pretrained_backbone``, ``temporal_kwargs`` go in
+    ``kwargs``); ``num_classes`` is its ID classifier's (0, none, by default).
 
     Args:
         name: a model name (``"resnet50-se"``), a dict with BackboneSpec's fields, or a BackboneSpec.
@@ -204,6 +250,13 @@ def create_model(
                 "features_only and out_indices apply to backbones, not to restoration networks"
             )
         return _restorer(name, pretrained, checkpoint_path, stages, attention_kwargs, kwargs)
+    if _is_reid(name):
+        if features_only or out_indices is not None:
+            raise ValueError(
+                f"{name if isinstance(name, str) else ReIDSpec.from_any(name).name}: features_only and "
+                "out_indices apply to backbones, not to re-ID networks"
+            )
+        return _reid(name, pretrained, num_classes, checkpoint_path, stages, attention_kwargs, kwargs)
     if _is_detector(name):
         if features_only or out_indices is not None:
             raise ValueError(f"{_name(name)}: features_only and out_indices apply to backbones, not to detectors")

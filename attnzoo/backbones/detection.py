@@ -58,7 +58,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
 from .checkpoint import load_state, read_state_dict
-from .resnet import _CIFAR_BLOCKS, AttentionResNet
+from .resnet import _CIFAR_BLOCKS, AttentionResNet, pretrained_body
 from .spec import ARCHITECTURES, BackboneSpec, _closest, parse_model_name
 
 __all__ = [
@@ -163,33 +163,6 @@ def parse_detector_name(name: str) -> tuple[DetectorSpec, str | None]:
         raise ValueError(f"detector name {name!r} has no backbone: expected {detector}-<arch>[-<attention>]")
     backbone, tag = parse_model_name(rest)
     return DetectorSpec(detector, backbone), tag
-
-
-def _backbone(spec: BackboneSpec, pretrained: bool) -> AttentionResNet:
-    """The backbone, with the zoo's ImageNet weights for its name, or else for its plain network."""
-    if not pretrained:
-        return AttentionResNet(spec, num_classes=0)
-    from attnzoo.zoo.catalog import is_zoo_name
-
-    from . import create_model
-
-    plain = BackboneSpec(spec.arch)
-    if spec.attention is None or is_zoo_name(spec.name) or not is_zoo_name(plain.name):
-        return create_model(spec, pretrained=True, num_classes=0)
-    # The attention backbone keeps the plain one's module names, so the plain weights fill every residual
-    # layer; the attention modules keep their initialisation. A mechanism that replaces a layer (sk, dyconv
-    # ...) leaves plain weights without a place, and load_state says which.
-    weights = create_model(plain, pretrained=True, num_classes=0).state_dict()
-    body = AttentionResNet(spec, num_classes=0)
-    own = body.state_dict()
-    fresh = [k for k in own if k not in weights]
-    load_state(body, {**own, **weights}, f"the zoo's {plain.name} weights")
-    warnings.warn(
-        f"the zoo has no ImageNet weights for {spec.name}: its backbone starts from {plain.name}'s, and its "
-        f"{spec.attention} modules ({len(fresh)} tensors) from their initialisation",
-        stacklevel=3,
-    )
-    return body
 
 
 def _fpn_backbone(detector: str, body: AttentionResNet, trainable_layers: int, channels: int) -> nn.Module:
@@ -390,7 +363,7 @@ def create_detector(
     trained = bool(given)
     layers = _validate_trainable_layers(trained, trainable_backbone_layers, 5, 3)
 
-    body = _backbone(spec.backbone, pretrained_backbone)
+    body = pretrained_body(spec.backbone, pretrained_backbone)
     if trained:
         body = freeze_batch_norm_2d(body)
     model = _CONSTRUCTORS[spec.detector](

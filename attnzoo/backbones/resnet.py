@@ -33,6 +33,7 @@ of a network with stage blocks.
 """
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -47,7 +48,7 @@ from attnzoo.attention.base import AttentionModule
 
 from .spec import BackboneSpec
 
-__all__ = ["AttentionResNet", "GatedBasicBlock", "GatedBottleneck"]
+__all__ = ["AttentionResNet", "GatedBasicBlock", "GatedBottleneck", "pretrained_body"]
 
 _IMAGENET = {
     "resnet18": dict(block=BasicBlock, layers=(2, 2, 2, 2)),
@@ -353,3 +354,32 @@ class AttentionResNet(ResNet):
             for m in self.modules():
                 if hasattr(m, "zero_init_last"):
                     m.zero_init_last()
+
+
+def pretrained_body(spec: BackboneSpec, pretrained: bool, **kwargs: Any) -> AttentionResNet:
+    """A task network's backbone, without a classifier: random, or with the zoo's ImageNet weights for its
+    name, or else for its plain network (``kwargs`` go to timm's ResNet)."""
+    if not pretrained:
+        return AttentionResNet(spec, num_classes=0, **kwargs)
+    from attnzoo.zoo.catalog import is_zoo_name
+
+    from . import create_model
+    from .checkpoint import load_state
+
+    plain = BackboneSpec(spec.arch)
+    if spec.attention is None or is_zoo_name(spec.name) or not is_zoo_name(plain.name):
+        return create_model(spec, pretrained=True, num_classes=0, **kwargs)
+    # The attention backbone keeps the plain one's module names, so the plain weights fill every residual
+    # layer; the attention modules keep their initialisation. A mechanism that replaces a layer (sk, dyconv
+    # ...) leaves plain weights without a place, and load_state says which.
+    weights = create_model(plain, pretrained=True, num_classes=0, **kwargs).state_dict()
+    body = AttentionResNet(spec, num_classes=0, **kwargs)
+    own = body.state_dict()
+    fresh = [k for k in own if k not in weights]
+    load_state(body, {**own, **weights}, f"the zoo's {plain.name} weights")
+    warnings.warn(
+        f"the zoo has no ImageNet weights for {spec.name}: its backbone starts from {plain.name}'s, and its "
+        f"{spec.attention} modules ({len(fresh)} tensors) from their initialisation",
+        stacklevel=3,
+    )
+    return body

@@ -3,6 +3,7 @@ from .classification import ImageClassifier
 from .detection import DetectionWriter, ObjectDetector
 from .finetuning import BackboneFreeze, DynamicConvTemperature
 from .prediction import ClassificationWriter
+from .reid import ReIDAdam, VideoReID
 from .restoration import ImageRestorer, RestorationAdam, RestorationWriter
 
 __all__ = [
@@ -13,6 +14,8 @@ __all__ = [
     "ImageClassifier",
     "ImageRestorer",
     "ObjectDetector",
+    "ReIDAdam",
     "RestorationAdam",
     "RestorationWriter",
+    "VideoReID",
 ]

@@ -7,9 +7,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch.optim.lr_scheduler import CosineAnnealingLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR
 
-__all__ = ["TaskModule", "cosine_over_run", "describe_hardware"]
+__all__ = ["TaskModule", "cosine_over_run", "describe_hardware", "schedules"]
 
 
 def describe_hardware(trainer: pl.Trainer) -> str:
@@ -36,6 +36,26 @@ def cosine_over_run(task: pl.LightningModule, optimizer: torch.optim.Optimizer) 
             "max_steps, or give a scheduler"
         )
     return {"scheduler": CosineAnnealingLR(optimizer, T_max=int(total)), "interval": "step"}
+
+
+def schedules(
+    task: pl.LightningModule,
+    optimizer: torch.optim.Optimizer,
+    scheduler_factory: Any,
+    warmup_steps: int,
+    warmup_factor: float,
+) -> list[dict[str, Any]]:
+    """A task's schedules: ``scheduler_factory``'s, stepped every epoch, or else :func:`cosine_over_run`; then
+    a linear warm-up from ``warmup_factor`` times the rate over the first ``warmup_steps`` steps (0: none)."""
+    # Both scale the rate multiplicatively (PyTorch's chainable form), so they compose.
+    if scheduler_factory is None:
+        chosen = [cosine_over_run(task, optimizer)]
+    else:
+        chosen = [{"scheduler": scheduler_factory(optimizer), "interval": "epoch"}]
+    if warmup_steps > 0:
+        warmup = LinearLR(optimizer, start_factor=warmup_factor, total_iters=warmup_steps)
+        chosen.append({"scheduler": warmup, "interval": "step"})
+    return chosen
 
 
 class TaskModule(pl.LightningModule):

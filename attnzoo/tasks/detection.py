@@ -36,13 +36,12 @@ from typing import Any, TextIO
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
-from torch.optim.lr_scheduler import LinearLR
 from torchmetrics.detection import MeanAveragePrecision
 
 from attnzoo.backbones import BackboneSpec
 from attnzoo.backbones.detection import DetectorSpec, create_detector
 
-from ._common import TaskModule, cosine_over_run
+from ._common import TaskModule, schedules
 from .prediction import FileWriter
 
 __all__ = ["DetectionSGD", "DetectionWriter", "ImageMeanAveragePrecision", "ObjectDetector"]
@@ -275,15 +274,9 @@ class ObjectDetector(TaskModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
-        schedulers = []
-        # Both schedules scale the rate multiplicatively (PyTorch's chainable form), so they compose.
-        if self.scheduler_factory is None:
-            schedulers.append(cosine_over_run(self, optimizer))
-        else:
-            schedulers.append({"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"})
-        if self.hparams.warmup_steps > 0:
-            warmup = LinearLR(optimizer, start_factor=self.hparams.warmup_factor, total_iters=self.hparams.warmup_steps)
-            schedulers.append({"scheduler": warmup, "interval": "step"})
+        schedulers = schedules(
+            self, optimizer, self.scheduler_factory, self.hparams.warmup_steps, self.hparams.warmup_factor
+        )
         return [optimizer], schedulers
 
 

@@ -6,11 +6,16 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from attnzoo.attention import attention_info
+from attnzoo.attention import attention_info, list_attentions
 
 __all__ = ["render_card"]
 
-_TASK_TYPES = {"classification": "image-classification", "detection": "object-detection", "restoration": "image-to-image"}
+_TASK_TYPES = {
+    "classification": "image-classification",
+    "detection": "object-detection",
+    "restoration": "image-to-image",
+    "reid": "image-feature-extraction",
+}
 
 
 def _summary(config: Mapping[str, Any], attention: str | None) -> str:
@@ -35,6 +40,14 @@ def _summary(config: Mapping[str, Any], attention: str | None) -> str:
         return (
             f"An attnzoo `{config['spec']['body']}` restoration network{with_attention}, {colour}, any image "
             f"size: {undoes}. Images (B, C, H, W) in [0, 1] in, restored images out."
+        )
+    if config["task"] == "reid":
+        spec = config["spec"]
+        c, h, w = config["input_size"]
+        return (
+            f"An attnzoo video re-ID network: a `{spec['backbone']['arch']}` frame backbone{with_attention}, "
+            f"`{spec['temporal']}` temporal aggregation and a BNNeck; tracklets (B, T, {c}, {h}, {w}) in, "
+            f"{config['embedding_dim']}-dimensional embeddings out (trained with T = {config['seq_len']})."
         )
     size = "x".join(map(str, config["input_size"]))
     return (
@@ -122,7 +135,11 @@ def render_card(
         lines += ["", f"Trained for {training}"]
     if recipe:
         lines += ["", "```yaml", recipe.strip(), "```"]
-    if attention:
-        info = attention_info(attention)
-        lines += ["", "## Paper", "", f"{info.title} ({info.year}), {info.paper_url}"]
+    # A re-ID network's temporal mechanism (sta, soft, hard) has its paper too; avg and max are baselines.
+    temporal = spec.get("temporal") if config["task"] == "reid" else None
+    mechanisms = [m for m in (attention, temporal) if m and m in list_attentions()]
+    if mechanisms:
+        lines += ["", "## Papers" if len(mechanisms) > 1 else "## Paper", ""]
+        papers = [f"{info.title} ({info.year}), {info.paper_url}" for info in map(attention_info, mechanisms)]
+        lines += papers if len(papers) == 1 else [f"- {paper}" for paper in papers]
     return ModelCard("\n".join(lines) + "\n")

@@ -31,6 +31,7 @@ from torchvision.models import detection as tv_detection
 from attnzoo.backbones.detection import DetectorSpec, is_detector_name, parse_detector_name
 from attnzoo.backbones.restoration import RestorationSpec, is_restoration_name, parse_restoration_name
 from attnzoo.backbones.spec import BackboneSpec, parse_model_name
+from attnzoo.backbones.video import ReIDSpec, is_reid_name, parse_reid_name
 
 __all__ = ["CHECKPOINTS", "ZooEntry", "catalog", "list_pretrained", "resolve"]
 
@@ -53,7 +54,9 @@ class ZooEntry:
     sha256_prefix: str | None = None
 
     @property
-    def spec(self) -> BackboneSpec | DetectorSpec | RestorationSpec:
+    def spec(self) -> BackboneSpec | DetectorSpec | RestorationSpec | ReIDSpec:
+        if is_reid_name(self.name):
+            return parse_reid_name(self.name)[0]
         if is_detector_name(self.name):
             return parse_detector_name(self.name)[0]
         if is_restoration_name(self.name):

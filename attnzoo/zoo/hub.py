@@ -43,6 +43,7 @@ from attnzoo.backbones import AttentionResNet, BackboneSpec
 from attnzoo.backbones.checkpoint import load_checkpoint
 from attnzoo.backbones.detection import _ZERO_EPS_COCO, DetectorSpec, create_detector
 from attnzoo.backbones.restoration import RestorationNetwork, RestorationSpec, create_restorer
+from attnzoo.backbones.video import VideoReIDNetwork, create_reid_network
 
 from .cards import render_card
 from .catalog import ZooEntry, is_zoo_name, resolve
@@ -116,16 +117,41 @@ def _restorer_config(model: RestorationNetwork) -> dict[str, Any]:
     }
 
 
+def _reid_config(model: VideoReIDNetwork) -> dict[str, Any]:
+    spec, cfg = model.spec, model.pretrained_cfg
+    return {
+        "name": cfg.get("name", spec.name),
+        "spec": {
+            "backbone": _spec_dict(spec.backbone),
+            "temporal": spec.temporal,
+            "temporal_kwargs": dict(spec.temporal_kwargs),
+        },
+        "task": "reid",
+        "num_classes": model.num_classes,
+        "input_size": list(cfg["input_size"]),
+        "seq_len": cfg["seq_len"],
+        "embedding_dim": model.embedding_dim,
+        "last_stride": model.last_stride,
+        "mean": cfg.get("mean"),
+        "std": cfg.get("std"),
+        "dataset": cfg.get("dataset"),
+        "license": cfg.get("license", "apache-2.0"),
+        "attnzoo_version": _version(),
+    }
+
+
 def model_config(model: nn.Module) -> dict[str, Any]:
     """What ``config.json`` records of ``model``: enough to rebuild it and to feed it."""
     if isinstance(getattr(model, "spec", None), DetectorSpec):
         return _detector_config(model)
     if isinstance(model, RestorationNetwork):
         return _restorer_config(model)
+    if isinstance(model, VideoReIDNetwork):
+        return _reid_config(model)
     if not isinstance(model, AttentionResNet):
         raise ValueError(
-            "save_pretrained takes an attnzoo network (attnzoo.create_model: a backbone, a detector or a "
-            f"restoration network), got {type(model).__name__}"
+            "save_pretrained takes an attnzoo network (attnzoo.create_model: a backbone, a detector, a "
+            f"restoration network or a re-ID network), got {type(model).__name__}"
         )
     spec, cfg = model.spec, model.pretrained_cfg
     return {
@@ -191,8 +217,8 @@ def save_pretrained(
 def build_from_config(config: Mapping[str, Any], weights: Path, **kwargs: Any) -> nn.Module:
     """The network that ``config`` describes, with ``weights`` loaded strictly.
 
-    ``kwargs`` go to timm's ResNet for a backbone, to torchvision's constructor for a detector, to the
-    network for a restoration network.
+    ``kwargs`` go to timm's ResNet for a backbone (a re-ID network's too), to torchvision's constructor for
+    a detector, to the network for a restoration network.
     """
     if config.get("task") == "detection":
         # Loading trained weights freezes the backbone's BN and early layers, as torchvision does for
@@ -216,6 +242,17 @@ def build_from_config(config: Mapping[str, Any], weights: Path, **kwargs: Any) -
             **{**config.get("network_kwargs", {}), **kwargs},
         )
         model.pretrained_cfg.update(config)
+    elif config.get("task") == "reid":
+        model = create_reid_network(
+            config["spec"],
+            num_classes=config["num_classes"],
+            last_stride=config["last_stride"],
+            input_size=config["input_size"][1:],
+            seq_len=config["seq_len"],
+            checkpoint_path=weights,
+            **kwargs,
+        )
+        model.pretrained_cfg.update({**config, "input_size": tuple(config["input_size"])})
     else:
         model = AttentionResNet(BackboneSpec.from_any(config["spec"]), num_classes=config["num_classes"], **kwargs)
         load_checkpoint(model, weights)

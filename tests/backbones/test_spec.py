@@ -47,7 +47,12 @@ def test_list_models_filters_with_wildcards():
     names = attnzoo.list_models()
     assert "resnet50-sk" in names and "resnet20" in names and "resnet18-highway" in names
     assert not any(n.endswith(("-soft", "-hard", "-sta")) for n in names)
-    assert attnzoo.list_models("resnet50-s*") == ["resnet50-se", "resnet50-self", "resnet50-sk", "resnet50-srm"]
+    assert attnzoo.list_models("resnet50-s?") == ["resnet50-se", "resnet50-sk"]
+    # A wildcard matches the re-ID networks on those backbones too: "resnet50-se+sta".
+    assert [n for n in attnzoo.list_models("resnet50-s*") if "+" not in n] == [
+        "resnet50-se", "resnet50-self", "resnet50-sk", "resnet50-srm"
+    ]
+    assert "resnet50-se+sta" in attnzoo.list_models("resnet50-s*")
     detectors = {f"{d}-{a}-cbam" for d in attnzoo.backbones.DETECTORS for a in attnzoo.backbones.detection.DETECTOR_ARCHITECTURES}
     backbones = {f"{a}-cbam" for a in attnzoo.backbones.ARCHITECTURES}
     assert set(attnzoo.list_models("*-cbam")) == backbones | detectors | {"rir-cbam"}

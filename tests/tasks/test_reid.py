@@ -1,0 +1,170 @@
+"""VideoReID: the batch-hard triplet loss against its definition, the losses and logged metrics of a
+training step, ranking across two loaders, bad arguments; the CLI's fit, test (against the protocol
+applied by hand), publish and load; two DDP processes fitting together and ranking exactly as one."""
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import attnzoo
+from attnzoo.backbones.video import embed_loader, embed_tracklets
+from attnzoo.cli import AttnzooCLI, main
+from attnzoo.tasks import VideoReID
+from attnzoo.tasks.reid import batch_hard_triplet_loss
+from attnzoo.tasks.reid_metrics import evaluate_ranking
+
+from ..cli_helpers import ROOT, ddp_fit
+
+TINY = {"backbone": "resnet18n", "input_size": (32, 16), "seq_len": 2}
+
+
+def triplet_by_hand(features: torch.Tensor, pids: torch.Tensor, margin: float) -> torch.Tensor:
+    losses = []
+    for a in range(len(pids)):
+        d = [torch.dist(features[a], features[j]) for j in range(len(pids))]
+        positives = [d[j] for j in range(len(pids)) if j != a and pids[j] == pids[a]]
+        negatives = [d[j] for j in range(len(pids)) if pids[j] != pids[a]]
+        if positives and negatives:
+            losses.append(F.relu(max(positives) - min(negatives) + margin))
+    return torch.stack(losses).mean()
+
+
+def test_batch_hard_triplet_loss_is_its_definition():
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(12, 8, generator=generator)
+    pids = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 4])  # 4 has no positive: left out
+    for margin in (0.0, 0.3, 5.0):
+        torch.testing.assert_close(batch_hard_triplet_loss(features, pids, margin), triplet_by_hand(features, pids, margin))
+    assert batch_hard_triplet_loss(features[:2], torch.tensor([0, 1])) == 0  # no anchor has a positive
+    # Well separated identities give no loss.
+    separated = torch.tensor([[0.0], [0.1], [10.0], [10.1]])
+    assert batch_hard_triplet_loss(separated, torch.tensor([0, 0, 1, 1]), 0.3) == 0
+
+
+@pytest.mark.parametrize("temporal", ["avg", "sta"])
+def test_training_loss_is_ce_plus_triplet_plus_regulariser(temporal):
+    torch.manual_seed(0)
+    task = VideoReID(temporal=temporal, num_classes=3, regularization_weight=2.0, **TINY)
+    x, pids = torch.rand(6, 2, 3, 64, 32), torch.tensor([0, 0, 1, 1, 2, 2])
+    logged = {}
+    task.log = lambda name, value, **kwargs: logged.__setitem__(name, value)
+    task.log_dict = lambda values, **kwargs: logged.update(values)
+    torch.manual_seed(1)
+    loss = task.training_step((x, pids, torch.zeros(6, dtype=torch.long)), 0)
+    torch.manual_seed(1)
+    out = task.model(x)
+    expected = F.cross_entropy(out["logits"], pids, label_smoothing=0.1) + batch_hard_triplet_loss(out["features"], pids)
+    if temporal == "sta":
+        expected = expected + 2.0 * out["regularization"]
+    torch.testing.assert_close(loss, expected)
+    assert torch.equal(logged["train/loss"], loss)
+
+
+def test_ranking_over_query_and_gallery_loaders_logs_cmc_and_map():
+    task = VideoReID(num_classes=3, **TINY).eval()
+    logged = {}
+    task.log_dict = lambda values, **kwargs: logged.update(values)
+    task._trainer = type("T", (), {"world_size": 1, "sanity_checking": False})()
+    generator = torch.Generator().manual_seed(0)
+    people = torch.rand(3, 1, 3, 64, 32, generator=generator)
+    # Each gallery tracklet is its person's query tracklet with a little noise: ranked first by its own person.
+    for index, pid in enumerate((0, 1, 2)):
+        query = people[pid].expand(2, -1, -1, -1)[None]
+        task.validation_step((query, torch.tensor([pid]), torch.tensor([0])), index, dataloader_idx=0)
+    for pid, cam in itertools.product((0, 1, 2), (1, 2)):
+        noisy = (people[pid] + 0.001 * torch.rand(1, 3, 64, 32, generator=generator)).expand(4, -1, -1, -1)[None]
+        task.validation_step((noisy, torch.tensor([pid]), torch.tensor([cam])), 0, dataloader_idx=1)
+    task.on_validation_epoch_end()
+    assert logged["val/rank1"] == 100 and logged["val/mAP"] == 100
+    assert set(logged) == {"val/rank1", "val/rank5", "val/rank10", "val/rank20", "val/mAP"}
+    assert task._embedded == {}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_classes": 0}, "num_classes must be the number of training identities"),
+        ({"num_classes": 3, "temporal": "mean"}, "unknown temporal aggregation 'mean'"),
+        ({"num_classes": 3, "metric": "l1"}, "metric must be 'euclidean' or 'cosine'"),
+        ({"num_classes": 3, "label_smoothing": 1.0}, r"label_smoothing must lie in \[0, 1\)"),
+        ({"num_classes": 3, "warmup_steps": -1}, "warmup_steps must be a non-negative integer"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VideoReID(**{**TINY, **kwargs})
+
+
+CLI_MODEL = ["--model", "VideoReID", "--model.backbone", "resnet18n", "--model.temporal", "sta"]
+CLI_DATA = ["--data", "TrackletsData", "--data.train_ids", "8", "--data.val_ids", "4", "--data.test_ids", "6",
+            "--data.p", "4", "--data.k", "2"]
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+         "--trainer.log_every_n_steps", "1"]
+
+
+@pytest.fixture
+def fitted(tmp_path_factory, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["attnzoo"])
+    root = tmp_path_factory.mktemp("reid")
+    AttnzooCLI(args=["fit", *CLI_MODEL, *CLI_DATA, *QUIET, "--trainer.max_epochs", "2", "--seed_everything", "0",
+                     "--trainer.default_root_dir", str(root)])
+    return root / "lightning_logs" / "version_0"
+
+
+def test_cli_fit_test_publish_and_load(fitted, tmp_path):
+    with open(fitted / "metrics.csv") as f:
+        logged = list(csv.DictReader(f))
+    assert {"train/ce", "train/triplet", "train/regularization", "val/mAP", "val/rank1"} <= set(logged[0])
+    last = fitted / "checkpoints" / "last.ckpt"
+    tested = AttnzooCLI(args=["test", "--config", str(fitted / "config.yaml"), "--ckpt_path", str(last),
+                              "--trainer.logger", "false"])
+    figures = {k: float(v) for k, v in tested.trainer.callback_metrics.items()}
+    # Against the protocol applied by hand to the checkpoint's network on the data's own loaders.
+    task = VideoReID.load_from_checkpoint(last, map_location="cpu").eval()
+    data = tested.datamodule
+    query, gallery = data.test_dataloader()
+    with torch.no_grad():
+        clips = [(embed_tracklets(task.model, x, 4), p, c) for x, p, c in query]
+    # embed_loader, which the benchmark and `attnzoo show` use, embeds as the test step does.
+    assert all(torch.equal(a, torch.cat(b)) for a, b in zip(embed_loader(task.model, query, 4), zip(*clips)))
+    expected = evaluate_ranking(*(torch.cat(column) for column in zip(*clips)), *embed_loader(task.model, gallery, 4))
+    assert figures["test/mAP"] == pytest.approx(100 * expected["mAP"], abs=1e-3)
+    assert figures["test/rank1"] == pytest.approx(100 * float(expected["cmc"][0]), abs=1e-3)
+
+    assert main(["publish", "--ckpt_path", str(last), "--output", str(tmp_path / "model"),
+                 "--name", "resnet18n+sta.trial"]) == 0
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["task"] == "reid" and config["input_size"] == [3, 64, 32] and config["dataset"] == "tracklets"
+    assert "test/rank1" in (tmp_path / "model" / "README.md").read_text()
+    loaded = attnzoo.load(tmp_path / "model")
+    x = torch.rand(2, 4, 3, 64, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), task.model(x), rtol=0, atol=0)
+
+
+def test_two_processes_fit_together_and_rank_exactly_as_one(fitted, tmp_path):
+    (tmp_path / "fit").mkdir()
+    rank0 = ddp_fit(tmp_path / "fit", *CLI_MODEL, *CLI_DATA, *QUIET, "--seed_everything", "0")
+    assert any(k.startswith("model.backbone.") for k in rank0)
+    last = fitted / "checkpoints" / "last.ckpt"
+    single = AttnzooCLI(args=["test", "--config", str(fitted / "config.yaml"), "--ckpt_path", str(last),
+                              "--trainer.logger", "false"]).trainer.callback_metrics
+    command = [sys.executable, "-m", "attnzoo.cli", "test", "--config", str(fitted / "config.yaml"),
+               "--ckpt_path", str(last), "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+               "--trainer.strategy", "ddp", "--trainer.default_root_dir", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "MEMBER: 2/2" in done.stderr
+    with open(next(tmp_path.glob("lightning_logs/version_*/metrics.csv"))) as f:
+        row = next(csv.DictReader(f))
+    for name in ("test/rank1", "test/rank5", "test/mAP"):
+        assert float(row[name]) == pytest.approx(float(single[name]), abs=1e-4), name
