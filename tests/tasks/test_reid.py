@@ -168,3 +168,14 @@ def test_two_processes_fit_together_and_rank_exactly_as_one(fitted, tmp_path):
         row = next(csv.DictReader(f))
     for name in ("test/rank1", "test/rank5", "test/mAP"):
         assert float(row[name]) == pytest.approx(float(single[name]), abs=1e-4), name
+
+
+def test_init_from_a_zoo_entry_keeps_all_but_the_classifier():
+    task = VideoReID(temporal="sta", num_classes=5, input_size=(64, 32), init_from="resnet18n+sta.tracklets", **{
+        k: v for k, v in TINY.items() if k not in ("input_size", "seq_len")})
+    entry = attnzoo.load("resnet18n+sta.tracklets").state_dict()
+    own = task.model.state_dict()
+    assert own["classifier.weight"].shape == (5, entry["classifier.weight"].shape[1])
+    assert all(torch.equal(own[k], v) for k, v in entry.items() if not k.startswith("classifier."))
+    with pytest.raises(ValueError, match=r"init_from='resnet18n\+sta.tracklets' is a resnet18n\+sta network, not resnet18n\+avg"):
+        VideoReID(temporal="avg", num_classes=5, init_from="resnet18n+sta.tracklets", **TINY)
