@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 import attnzoo
 from attnzoo.backbones.video import embed_loader, embed_tracklets
 from attnzoo.cli import AttnzooCLI, main
-from attnzoo.tasks import VideoReID
+from attnzoo.tasks import ReIDAdam, VideoReID
 from attnzoo.tasks.reid import batch_hard_triplet_loss
 from attnzoo.tasks.reid_metrics import evaluate_ranking
 
@@ -179,3 +180,26 @@ def test_init_from_a_zoo_entry_keeps_all_but_the_classifier():
     assert all(torch.equal(own[k], v) for k, v in entry.items() if not k.startswith("classifier."))
     with pytest.raises(ValueError, match=r"init_from='resnet18n\+sta.tracklets' is a resnet18n\+sta network, not resnet18n\+avg"):
         VideoReID(temporal="avg", num_classes=5, init_from="resnet18n+sta.tracklets", **TINY)
+
+
+def test_a_short_fit_lowers_the_loss():
+    import lightning.pytorch as pl
+
+    from attnzoo.data import TrackletsData
+
+    class Losses(pl.Callback):
+        def __init__(self) -> None:
+            self.values: list[float] = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.values.append(float(outputs["loss"]))
+
+    pl.seed_everything(0)
+    losses = Losses()
+    data = TrackletsData(train_ids=8, val_ids=4, test_ids=4, p=4, k=2)
+    task = VideoReID(backbone="resnet18n", temporal="soft", num_classes=8, input_size=(64, 32), optimizer=partial(ReIDAdam, lr=1e-3))
+    trainer = pl.Trainer(max_epochs=10, limit_val_batches=0, callbacks=[losses], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(task, datamodule=data)
+    assert len(losses.values) == 20  # 8 identities in batches of 4 x 2 tracklets: 2 steps an epoch
+    assert sum(losses.values[-4:]) < 0.8 * sum(losses.values[:4])
