@@ -141,12 +141,16 @@ def _last_stage(body: AttentionResNet) -> nn.Sequential:
 
 def _remove_last_stride(body: AttentionResNet) -> None:
     """Stride 1 in the last stage: every stride-2 convolution of its first block (the block's own and its
-    shortcut's; SK's paths are convolutions too) becomes stride 1, without dilation, as re-ID models do."""
+    shortcut's; SK's paths, CondConv's and dynamic convolution's kernels too, which keep their stride as
+    an int) becomes stride 1, without dilation, as re-ID models do."""
     for module in _last_stage(body)[0].modules():
-        if isinstance(module, nn.Conv2d) and module.stride == (2, 2):
-            module.stride = (1, 1)
-        elif isinstance(module, (nn.AvgPool2d, nn.MaxPool2d)) and module.stride in (2, (2, 2)):
+        stride = getattr(module, "stride", None)
+        if isinstance(module, (nn.AvgPool2d, nn.MaxPool2d)) and stride in (2, (2, 2)):
             raise ValueError(f"{body.spec.name}: last_stride=1 needs strided convolutions, not pooling, in its last stage")
+        if stride == (2, 2):
+            module.stride = (1, 1)
+        elif stride == 2:
+            module.stride = 1
 
 
 class VideoReIDNetwork(nn.Module):
@@ -165,6 +169,7 @@ class VideoReIDNetwork(nn.Module):
         last_stride: int = 1,
         input_size: Sequence[int] = (256, 128),
         seq_len: int = 4,
+        in_channels: int = 3,
     ) -> None:
         super().__init__()
         if last_stride not in (1, 2):
@@ -190,7 +195,7 @@ class VideoReIDNetwork(nn.Module):
         self.neck = nn.BatchNorm1d(self.embedding_dim)
         self.neck.bias.requires_grad_(False)
         self.last_stride = last_stride
-        self.in_channels = body.pretrained_cfg["input_size"][0] if "input_size" in body.pretrained_cfg else 3
+        self.in_channels = in_channels
         self.pretrained_cfg: dict[str, Any] = {
             "architecture": spec.name,
             "task": "reid",
@@ -239,7 +244,9 @@ class VideoReIDNetwork(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor | dict[str, Tensor | None]:
         features, regularization = self.clip_features(x)
-        neck = self.neck(features)
+        # The embedding is ranked by distance: in float32 under mixed precision, where bf16 would tie neighbours.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            neck = self.neck(features.float())
         if not self.training:
             return neck
         logits = self.classifier(neck) if self.classifier is not None else None
@@ -289,7 +296,8 @@ def create_reid_network(
         raise ValueError(f"{spec.name}: give pretrained_backbone or checkpoint_path, not both")
     body = pretrained_body(spec.backbone, pretrained_backbone, **kwargs)
     model = VideoReIDNetwork(
-        spec, body, num_classes=num_classes, last_stride=last_stride, input_size=input_size, seq_len=seq_len
+        spec, body, num_classes=num_classes, last_stride=last_stride, input_size=input_size, seq_len=seq_len,
+        in_channels=kwargs.get("in_chans", 3),
     )
     if checkpoint_path is not None:
         load_checkpoint(model, checkpoint_path)
@@ -299,6 +307,8 @@ def create_reid_network(
 def embed_tracklets(model: nn.Module, tracklets: Tensor, seq_len: int) -> Tensor:
     """Embeddings (B, D) of tracklets (B, L, C, H, W) longer than ``seq_len``: the mean of the embeddings of
     their clips of ``seq_len`` frames (L a multiple of it), as dense evaluation averages them."""
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
     b, length = tracklets.shape[:2]
     if length % seq_len:
         raise ValueError(f"tracklets of {length} frames do not split into clips of seq_len={seq_len}")
@@ -308,11 +318,16 @@ def embed_tracklets(model: nn.Module, tracklets: Tensor, seq_len: int) -> Tensor
 
 def embed_loader(model: nn.Module, loader: Iterable[Sequence[Tensor]], seq_len: int) -> tuple[Tensor, Tensor, Tensor]:
     """Embeddings (N, D), person ids and camera ids of every tracklet an evaluation loader serves (batches
-    ``(tracklets (B, L, C, H, W), pids, camids)``), by :func:`embed_tracklets`, in eval mode without gradients."""
+    ``(tracklets (B, L, C, H, W), pids, camids)``), by :func:`embed_tracklets`, in eval mode without gradients
+    (the model's mode is restored after)."""
+    was_training = model.training
     model.eval()
     rows = []
-    with torch.no_grad():
-        for tracklets, pids, camids in loader:
-            rows.append((embed_tracklets(model, tracklets, seq_len), pids, camids))
+    try:
+        with torch.no_grad():
+            for tracklets, pids, camids in loader:
+                rows.append((embed_tracklets(model, tracklets, seq_len), pids, camids))
+    finally:
+        model.train(was_training)
     embeddings, pids, camids = (torch.cat(column) for column in zip(*rows))
     return embeddings, pids, camids

@@ -426,6 +426,8 @@ class ReIDData(L.LightningDataModule):
             ("eval_batch_size", eval_batch_size, 1), ("num_workers", num_workers, 0), ("seed", seed, 0),
         ):  # fmt: skip
             check_int(owner, name, value, minimum)
+        if p * k < 2:
+            raise ValueError(f"{owner}: a batch of p * k = {p * k} tracklet cannot train (BNNeck and triplet loss need 2)")
         if eval_sampling not in _EVAL_SAMPLINGS:
             raise ValueError(
                 f"{owner}: eval_sampling must be one of {', '.join(_EVAL_SAMPLINGS)}, got {eval_sampling!r}"

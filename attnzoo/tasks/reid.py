@@ -89,7 +89,8 @@ class VideoReID(TaskModule):
         pretrained_backbone: start the backbone from the zoo's ImageNet weights (see
             :func:`~attnzoo.backbones.video.create_reid_network`).
         init_from: a zoo re-ID entry (or model folder) whose weights to start from, with a new ID classifier
-            for ``num_classes`` identities; its backbone, aggregation and sizes must be this task's.
+            for ``num_classes`` identities; its network (backbone, its attention and stages, aggregation and
+            their arguments) and last stride must be this task's.
         last_stride: 1 (default) or 2, the backbone's last stage stride.
         seq_len: frames per training tracklet (T), and the clip length of dense evaluation.
         input_size: (height, width) of the frames, recorded for the model card and ``attnzoo show``.
@@ -147,6 +148,9 @@ class VideoReID(TaskModule):
             raise ValueError(f"{owner}: warmup_steps must be a non-negative integer, got {warmup_steps!r}")
         if not 0 < warmup_factor <= 1:
             raise ValueError(f"{owner}: warmup_factor must lie in (0, 1], got {warmup_factor!r}")
+        k = (temporal_kwargs or {}).get("k")
+        if temporal == "hard" and isinstance(k, int) and k > seq_len:
+            raise ValueError(f"{owner}: hard attention keeps k={k} frames, more than the seq_len={seq_len} it is given")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         spec = ReIDSpec.from_any(f"{backbone}+{temporal}")
         self.model = create_reid_network(
@@ -174,8 +178,17 @@ class VideoReID(TaskModule):
             raise ValueError(
                 f"VideoReID: init_from={source!r} is a {start.spec.name} network, not {self.model.spec.name}"
             )
+        for what, theirs, mine in (
+            ("spec (stages, attention and temporal arguments)", start.spec, self.model.spec),
+            ("last_stride", start.last_stride, self.model.last_stride),
+        ):
+            if theirs != mine:
+                raise ValueError(f"VideoReID: init_from={source!r} has {what} {theirs!r}, this task {mine!r}")
         state = {k: v for k, v in start.state_dict().items() if not k.startswith("classifier.")}
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = self.model.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # a tensor of another shape
+            raise ValueError(f"VideoReID: init_from={source!r} does not fit: {err}") from None
         if unexpected or any(not k.startswith("classifier.") for k in missing):
             raise ValueError(f"VideoReID: init_from={source!r} does not fit: missing {missing}, unexpected {unexpected}")
 
@@ -224,23 +237,32 @@ class VideoReID(TaskModule):
         )
 
     def _gathered(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
-        """This loader's embeddings, pids and camids from every process: each pads its rows to the largest
-        count, all_gather stacks them, and the padding is dropped, so each tracklet counts once."""
+        """This loader's embeddings, pids and camids from every process, in the data set's order: each
+        process pads its rows to the largest count, all_gather stacks them, the padding is dropped (each
+        tracklet counts once) and the rows are put back where the data module's ShardSampler took them
+        from (item j of process r is item r + j R), so ties rank as in one process."""
         parts = self._embedded.get(index, [])
-        if not parts:
+        if parts:
+            features, pids, camids = (torch.cat(column) for column in zip(*parts))
+        else:  # a process whose shard of a small split is empty still takes part in the gathering
+            features = torch.zeros(0, self.model.embedding_dim, device=self.device)
+            pids = camids = torch.zeros(0, dtype=torch.long, device=self.device)
+        world = self.trainer.world_size
+        if world > 1:
+            counts = self.all_gather(torch.tensor(len(pids), device=self.device)).flatten().tolist()
+            most = max(counts)
+
+            def padded(t: Tensor) -> Tensor:
+                return torch.cat([t, t.new_zeros((most - len(t), *t.shape[1:]))])
+
+            gathered = [self.all_gather(padded(t)) for t in (features, pids, camids)]
+            order = torch.cat([rank + world * torch.arange(n) for rank, n in enumerate(counts)]).argsort()
+            features, pids, camids = (
+                torch.cat([g[rank, :n] for rank, n in enumerate(counts)])[order.to(g.device)] for g in gathered
+            )
+        if len(pids) == 0:
             raise ValueError(f"VideoReID: the {('query', 'gallery')[index]} loader gave no tracklets")
-        features, pids, camids = (torch.cat(column) for column in zip(*parts))
-        if self.trainer.world_size == 1:
-            return features, pids, camids
-        count = torch.tensor(len(pids), device=self.device)
-        counts = self.all_gather(count).flatten().tolist()
-        most = max(counts)
-
-        def padded(t: Tensor) -> Tensor:
-            return torch.cat([t, t.new_zeros((most - len(t), *t.shape[1:]))])
-
-        gathered = [self.all_gather(padded(t)) for t in (features, pids, camids)]
-        return tuple(torch.cat([g[rank, :n] for rank, n in enumerate(counts)]) for g in gathered)
+        return features, pids, camids
 
     def _rank(self, stage: str) -> None:
         query, gallery = self._gathered(0), self._gathered(1)
@@ -252,14 +274,22 @@ class VideoReID(TaskModule):
         # Every process holds the same gathered figures: no further reduction.
         self.log_dict(metrics)
 
+    def on_validation_epoch_start(self) -> None:
+        self._embedded = {}  # nothing left from an interrupted evaluation
+
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._collect(batch, dataloader_idx)
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking and len(self._embedded) < 2:
+        if self.trainer.sanity_checking:
+            # A few batches of each loader check that validation runs; ranking them would score a sliver of
+            # the split, and could find no true match at all.
             self._embedded = {}
             return
         self._rank("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._embedded = {}
 
     def test_step(self, batch: Sequence[Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._collect(batch, dataloader_idx)

@@ -250,7 +250,7 @@ def build_from_config(config: Mapping[str, Any], weights: Path, **kwargs: Any) -
             input_size=config["input_size"][1:],
             seq_len=config["seq_len"],
             checkpoint_path=weights,
-            **kwargs,
+            **{"in_chans": config["input_size"][0], **kwargs},
         )
         model.pretrained_cfg.update({**config, "input_size": tuple(config["input_size"])})
     else:

@@ -165,3 +165,31 @@ def test_a_zoo_entry_loads_by_name_and_is_rebuilt_as_trained():
     with pytest.raises(ValueError, match="a pretrained re-ID network is rebuilt as its weights were trained; drop last_stride"):
         attnzoo.create_model("resnet18n+sta.tracklets", pretrained=True, last_stride=2)
     assert attnzoo.create_model("resnet18n+sta.tracklets", pretrained=True, num_classes=9).classifier.out_features == 9
+
+
+@pytest.mark.parametrize("attention", ["dyconv", "condconv", "sk"])
+def test_last_stride_one_reaches_convolutions_that_keep_their_own_stride(attention):
+    x = torch.rand(1, 3, 64, 32)
+    for stride, size in ((2, (2, 1)), (1, (4, 2))):
+        model = attnzoo.create_model(f"resnet18n-{attention}+avg", last_stride=stride).eval()
+        with torch.no_grad():
+            assert model.backbone.forward_features(x).shape[-2:] == size, stride
+    model = attnzoo.create_model(f"resnet18n-{attention}+avg").eval()
+    with torch.no_grad():
+        assert model(tracklets(h=64, w=32)).shape == (2, model.embedding_dim)
+
+
+def test_the_embedding_is_float32_under_mixed_precision():
+    model = attnzoo.create_model("resnet18n+soft").eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(tracklets(h=64, w=32)).dtype == torch.float32
+
+
+def test_grey_networks_save_and_load(tmp_path):
+    model = attnzoo.create_model("resnet18n+avg", in_chans=1).eval()
+    assert model.in_channels == 1
+    attnzoo.save_pretrained(model, tmp_path)
+    loaded = attnzoo.load(tmp_path)
+    x = torch.rand(2, 3, 1, 64, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)

@@ -203,3 +203,28 @@ def test_a_short_fit_lowers_the_loss():
     trainer.fit(task, datamodule=data)
     assert len(losses.values) == 20  # 8 identities in batches of 4 x 2 tracklets: 2 steps an epoch
     assert sum(losses.values[-4:]) < 0.8 * sum(losses.values[:4])
+
+
+def test_sanity_checking_never_ranks_and_each_evaluation_starts_afresh():
+    task = VideoReID(num_classes=3, **TINY).eval()
+    task._trainer = type("T", (), {"world_size": 1, "sanity_checking": True})()
+    x = torch.rand(1, 2, 3, 64, 32)
+    task.validation_step((x, torch.tensor([0]), torch.tensor([0])), 0, dataloader_idx=0)
+    task.validation_step((x, torch.tensor([1]), torch.tensor([0])), 0, dataloader_idx=1)  # no true match
+    task.on_validation_epoch_end()  # would raise "no query has a true match" if it ranked
+    assert task._embedded == {}
+    task.validation_step((x, torch.tensor([0]), torch.tensor([0])), 0, dataloader_idx=0)
+    task.on_test_epoch_start()  # an interrupted validation leaves nothing for the test
+    assert task._embedded == {}
+
+
+def test_more_checks_of_the_arguments():
+    with pytest.raises(ValueError, match="hard attention keeps k=5 frames, more than the seq_len=2"):
+        VideoReID(temporal="hard", num_classes=3, temporal_kwargs={"k": 5}, **TINY)
+    with pytest.raises(ValueError, match=r"has last_stride 1, this task 2"):
+        VideoReID(temporal="sta", num_classes=5, last_stride=2, init_from="resnet18n+sta.tracklets",
+                  backbone="resnet18n")
+    from attnzoo.data import TrackletsData
+
+    with pytest.raises(ValueError, match="a batch of p \\* k = 1 tracklet cannot train"):
+        TrackletsData(p=1, k=1)
