@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from attnzoo.data._common import check_int
+
 __all__ = ["evaluate_ranking", "pairwise_distance"]
 
 METRICS = ("euclidean", "cosine")
@@ -51,9 +53,15 @@ def _check_features(owner: str, name: str, features: object) -> None:
         raise ValueError(f"{owner}: {name} must be a floating-point tensor, got {features.dtype}")
 
 
-def _check_int(owner: str, name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
+def _check_pair(owner: str, names: tuple[str, str], query: object, gallery: object) -> None:
+    """Both 2-D floating-point tensors with the same number of dims."""
+    _check_features(owner, names[0], query)
+    _check_features(owner, names[1], gallery)
+    if query.shape[1] != gallery.shape[1]:
+        raise ValueError(
+            f"{owner}: {names[0]} and {names[1]} must have the same number of dims, "
+            f"got {query.shape[1]} and {gallery.shape[1]}"
+        )
 
 
 def pairwise_distance(query: Tensor, gallery: Tensor, metric: str = "euclidean") -> Tensor:
@@ -64,12 +72,7 @@ def pairwise_distance(query: Tensor, gallery: Tensor, metric: str = "euclidean")
     ``"cosine"``: 1 - cosine similarity (a zero row has similarity 0 to all).
     """
     owner = "pairwise_distance"
-    _check_features(owner, "query", query)
-    _check_features(owner, "gallery", gallery)
-    if query.shape[1] != gallery.shape[1]:
-        raise ValueError(
-            f"{owner}: query and gallery must have the same number of dims, got {query.shape[1]} and {gallery.shape[1]}"
-        )
+    _check_pair(owner, ("query", "gallery"), query, gallery)
     _check_metric(owner, metric)
     # Half-precision embeddings would tie and reorder neighbours that float32 tells apart.
     query, gallery = query.float(), gallery.float()
@@ -157,13 +160,7 @@ def evaluate_ranking(
     depend on the data. A ValueError if no query has a true match.
     """
     owner = "evaluate_ranking"
-    _check_features(owner, "query_features", query_features)
-    _check_features(owner, "gallery_features", gallery_features)
-    if query_features.shape[1] != gallery_features.shape[1]:
-        raise ValueError(
-            f"{owner}: query_features and gallery_features must have the same number of dims, "
-            f"got {query_features.shape[1]} and {gallery_features.shape[1]}"
-        )
+    _check_pair(owner, ("query_features", "gallery_features"), query_features, gallery_features)
     if query_features.device != gallery_features.device:
         raise ValueError(
             f"{owner}: query_features and gallery_features must be on one device, "
@@ -174,8 +171,8 @@ def evaluate_ranking(
     _check_labels(owner, "query_camids", query_camids, num_queries, "query_features")
     _check_labels(owner, "gallery_pids", gallery_pids, num_gallery, "gallery_features")
     _check_labels(owner, "gallery_camids", gallery_camids, num_gallery, "gallery_features")
-    _check_int(owner, "max_rank", max_rank, 1)
-    _check_int(owner, "chunk_size", chunk_size, 1)
+    check_int(owner, "max_rank", max_rank, 1)
+    check_int(owner, "chunk_size", chunk_size, 1)
     _check_metric(owner, metric)
 
     device = query_features.device
