@@ -6,14 +6,17 @@
     attnzoo zoo info NAME                  one entry in full
     attnzoo publish ...                    a trained checkpoint or a saved folder to a folder, the Hub or a mirror
     attnzoo show MODEL --output PNG        a picture of what a model does and where it attends: a classifier's
-                                           maps on test digits; a detector's boxes and backbone maps on
-                                           ShapesData test images or on --image FILE ... (--score_thresh);
-                                           a restoration network's degraded, restored and clean images and
-                                           maps on the benchmark's test photos or on --image FILE ... (--level)
+                                           attention, each mechanism drawn as its paper did, on test digits
+                                           or photos; a detector's boxes and backbone maps on ShapesData
+                                           test images or on --image FILE ... (--score_thresh); a
+                                           restoration network's degraded, restored and clean images and
+                                           maps on the benchmark's test photos or on --image FILE ...
+                                           (--level); a re-ID network's rankings; --random: untrained
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -184,33 +187,43 @@ def _publish(args: argparse.Namespace) -> None:
             print(f"published {folder} to {args.repo_id}@{args.revision}: commit {commit}")
 
 
-def _show(args: argparse.Namespace) -> None:
-    from attnzoo.viz import show_detections, show_digits, show_reid, show_restoration
+def _show_model(name: str, random: bool) -> Any:
+    """What `attnzoo show` draws: ``name`` loaded (a zoo name, a model folder, a Hub repo id), or, with
+    ``random`` or for a model name with no weights in the zoo, built with random weights."""
+    from attnzoo.backbones import create_model
     from attnzoo.zoo import load
+    from attnzoo.zoo.catalog import is_zoo_name
 
-    model = load(args.model)
+    zoo = is_zoo_name(name)
+    if random or not (zoo or Path(name).is_dir() or "/" in name):
+        model = create_model(name)
+        print(f"{name}: random weights, not trained")
+        return model
+    try:
+        return load(name)
+    except ValueError as err:
+        if not zoo:
+            raise
+        raise ValueError(f"{err}. Or draw the network untrained: attnzoo show {name} --random") from None
+
+
+def _show(args: argparse.Namespace) -> None:
+    from attnzoo.tasks import SHOWS, show
+
+    model = _show_model(args.model, args.random)
     task = model.pretrained_cfg.get("task", "classification")
     # A JPEG quality must be an int; a sigma is the same either way.
     level = int(args.level) if args.level is not None and args.level.is_integer() else args.level
-    # Each task-specific option: its keyword, its flag, the tasks that take it and who they are.
-    options = [
-        ("images", "--image", args.images, ("detection", "restoration"), "detectors and restoration models"),
-        ("score_thresh", "--score_thresh", args.score_thresh, ("detection",), "detectors"),
-        ("level", "--level", level, ("restoration",), "restoration models"),
-    ]
-    given = {keyword: value for keyword, _, value, _, _ in options if value is not None}
-    for keyword, flag, _, tasks, whom in options:
-        if keyword in given and task not in tasks:
+    options = {"images": args.images, "score_thresh": args.score_thresh, "level": level}
+    given = {keyword: value for keyword, value in options.items() if value is not None}
+    # A task-specific option is for the tasks whose picture function takes it.
+    takes = {t: set(inspect.signature(function).parameters) for t, (function, _) in SHOWS.items()}
+    for keyword in given:
+        if keyword not in takes[task]:
+            whom = " and ".join(w for t, (_, w) in SHOWS.items() if keyword in takes[t])
+            flag = "--image" if keyword == "images" else f"--{keyword}"
             raise ValueError(f"{flag} is for {whom}; {args.model!r} is a {task} model")
-    if task == "detection":
-        path = show_detections(model, args.output, count=args.count, **given)
-    elif task == "restoration":
-        path = show_restoration(model, args.output, count=args.count, **given)
-    elif task == "reid":
-        path = show_reid(model, args.output, count=args.count)
-    else:
-        path = show_digits(model, args.output, count=args.count)
-    print(f"wrote {path}")
+    print(f"wrote {show(model, args.output, count=args.count, **given)}")
 
 
 def _tools(argv: Sequence[str]) -> int:
@@ -243,8 +256,11 @@ def _tools(argv: Sequence[str]) -> int:
     show = commands.add_parser(
         "show",
         help="a picture of what a model does and where it attends",
-        description="Draw a model's attention maps, one row per image. A classifier: its prediction and maps "
-        "on test digits. A detector: its boxes (class and score) on each image, then its backbone's maps "
+        description="Draw what a model does and where it attends, each attention mechanism in the form its "
+        "paper used (docs/attention.md, Pictures). A classifier: its predictions and attention on test digits "
+        "(a digit-sized or grey network) or on scikit-image photos: maps on the images, channel gates, routing "
+        "weights and gates compared across classes (or photos), a selective kernel's attention against the "
+        "object's size. A detector: its boxes (class and score) on each image, then its backbone's maps "
         "laid over it; on ShapesData's test images, or on your own with --image. A restoration network: "
         "the degraded image, its restoration and the clean image (with their PSNR), then its maps laid over "
         "the degraded image; on the benchmark's test photos degraded as it degrades them, or on your own "
@@ -252,11 +268,15 @@ def _tools(argv: Sequence[str]) -> int:
         "A video re-ID network: query tracklets of TrackletsData's test split with each frame's weight, then "
         "their best-ranked gallery tracklets, framed green for the same person and red otherwise.",
     )
-    show.add_argument("model", help="a zoo name, a model folder or a Hub repo id")
+    show.add_argument(
+        "model", help="a zoo name, a model folder, a Hub repo id, or a model name (drawn with random weights)"
+    )
+    show.add_argument("--random", action="store_true", help="draw the network of that name untrained, random weights")
     show.add_argument("--output", default="attention_maps.png", help="PNG file to write")
     show.add_argument(
         "--count", type=int, default=4,
-        help="test digits, ShapesData test images or re-ID queries to show (1-32); restoration: test photos (1-4)",
+        help="test digits, ShapesData test images or re-ID queries to show (1-32); classifiers shown photos and "
+        "restoration: photos (1-4)",
     )
     show.add_argument(
         "--image", dest="images", nargs="+", metavar="FILE",

@@ -9,22 +9,38 @@ tensors alive::
     maps = {name: m.attention_map for name, m in model.named_modules()
             if getattr(m, "attention_map", None) is not None}
 
-:func:`attention_maps` does that; :func:`draw` turns the maps into a PNG
-(matplotlib). ``attnzoo show`` draws a model's maps on its task's pictures:
-:func:`show_digits` on test digits for a classifier, :func:`show_detections`
-its boxes and its backbone's maps on images for a detector, :func:`show_restoration`
-degraded, restored and clean images and its maps for a restoration network, :func:`show_reid`
-query tracklets with their best-ranked gallery tracklets and the weight of each frame for a
-video re-ID network.
+:func:`attention_maps` does that, and :func:`draw` turns the maps into a PNG (matplotlib, no display
+needed). Each module is drawn in the form its paper used to explain it, chosen by the kind of map its
+mechanism declares in the registry (``attnzoo.attention.MAP_KINDS``, layouts in ``MAP_LAYOUTS``), so a
+mechanism you register with a ``map_kind`` is drawn too:
+
+- ``spatial`` (cbam, canet, gc): the map laid over the image;
+- ``pairwise`` (nl, dnl, cc, ann, psa, self): from three query positions marked on the image, the weights
+  over the image (the non-local and CCNet papers' figures);
+- ``assignment`` (ema, glore, ham): each position coloured by the basis or graph node it weighs most;
+- ``channel`` (se, eca, srm, gsop, ge): each module's mean gate per channel, one line per class (SENet);
+- ``paths`` (sk): per unit, the mean weight on the largest kernel, for objects zoomed x1, x1.5, x2 (SKNet);
+- ``routing`` (condconv, dyconv): every example's routing or kernel weights, grouped by class;
+- ``gate`` (highway): the mean gate of each layer, per class (highway networks);
+- ``items`` (soft, hard, sta): the items (frames) with their weights, STA's per horizontal part.
+
+``attnzoo show`` draws a model's maps on its task's pictures (``attnzoo.tasks.show``):
+:func:`attnzoo.tasks.show_classifier` on test digits or bundled photos for a classifier,
+:func:`show_detections` its boxes and its backbone's maps on images for a detector,
+:func:`show_restoration` degraded, restored and clean images and its maps for a restoration network,
+:func:`show_reid` query tracklets with their best-ranked gallery tracklets and the weight of each frame
+for a video re-ID network.
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -32,8 +48,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "attention_maps", "draw", "is_recording", "record", "show_detections", "show_digits", "show_reid",
-    "show_restoration",
+    "Mechanism", "attention_maps", "draw", "is_recording", "mechanisms", "record", "show_detections", "show_reid",
+    "show_restoration", "task_model", "zoom",
 ]
 
 # A plain module global rather than a ContextVar: torch.compile traces reads of
@@ -77,26 +93,41 @@ def attention_maps(model: nn.Module, images: Tensor | Sequence[Tensor]) -> tuple
     return output, maps
 
 
-def _drawable(maps: Mapping[str, Tensor | Sequence[Tensor]]) -> dict[str, list[Tensor]]:
-    """Each image's map as drawn, by module name.
+class Mechanism(NamedTuple):
+    """An attention module's mechanism: its registry name and the kind of map it records."""
 
-    ``maps`` holds, per module, a batch (B, K, H, W) or a list of (K, H, W), one per image (images of
-    different sizes). Spatial maps are averaged over K to (H, W); without any, channel gates (C, 1, 1)
-    become strips (1, C). Other layouts (token-by-token weights) are left out.
+    name: str
+    kind: str
+
+
+def mechanisms(model: nn.Module) -> dict[str, Mechanism]:
+    """Each attention module of ``model`` (a registered mechanism), by module name, in the model's order.
+
+    The kind is the registry's ``map_kind``, unless the module refines it for its own settings with a
+    ``map_kind`` attribute (gather-excite at a local extent records a spatial map).
     """
-    per_image = {name: list(m) for name, m in maps.items()}
-    spatial = {
-        name: [m.float().mean(0) for m in ms]
-        for name, ms in per_image.items()
-        if all(m.dim() == 3 and m.shape[-1] * m.shape[-2] > 1 for m in ms)
-    }
-    if spatial:
-        return spatial
-    return {
-        name: [m.float().flatten()[None] for m in ms]
-        for name, ms in per_image.items()
-        if all(m.dim() == 3 and m.shape[-1] * m.shape[-2] == 1 for m in ms)
-    }
+    from attnzoo.attention import attention_info, list_attentions
+
+    registered = set(list_attentions())
+    found = {}
+    for name, module in model.named_modules():
+        mechanism = getattr(module, "attention_name", None)
+        if isinstance(mechanism, str) and mechanism in registered:
+            found[name] = Mechanism(mechanism, getattr(module, "map_kind", None) or attention_info(mechanism).map_kind)
+    return found
+
+
+def zoom(images: Tensor, factor: float) -> Tensor:
+    """The central 1/``factor`` of each image (..., H, W), resized back to H x W (bilinear): what is in the
+    middle looks ``factor`` times larger."""
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor >= 1:
+        raise ValueError(f"zoom factor must be a number >= 1, got {factor!r}")
+    height, width = images.shape[-2:]
+    rows, columns = max(1, round(height / factor)), max(1, round(width / factor))
+    top, left = (height - rows) // 2, (width - columns) // 2
+    centre = images[..., top : top + rows, left : left + columns]
+    batch = centre.reshape(-1, 1, rows, columns).float()
+    return F.interpolate(batch, size=(height, width), mode="bilinear", align_corners=False).view(images.shape)
 
 
 def _picture(image: Tensor) -> Tensor:
@@ -106,106 +137,486 @@ def _picture(image: Tensor) -> Tensor:
     return image.float().clamp(0, 1)
 
 
+def _spread(names: Sequence[str], most: int) -> list[str]:
+    """At most ``most`` of ``names``, spread evenly over them (over the network's depth)."""
+    if len(names) <= most:
+        return list(names)
+    if most == 1:
+        return [names[len(names) // 2]]
+    return [names[round(i * (len(names) - 1) / (most - 1))] for i in range(most)]
+
+
+# Where the pairwise pictures put their queries, as (row, column) fractions of the map, and its marker colour.
+_QUERIES = (((0.5, 0.5), "cyan"), ((0.25, 0.25), "lime"), ((0.75, 0.75), "magenta"))
+# How many of an assignment's bases or nodes get a colour: those that win the most positions.
+_COLOURED = 8
+# Lines or panels a statistics picture holds at most.
+_MOST_GROUPS, _MOST_PANELS = 10, 6
+
+
+@dataclass
+class _Page:
+    """What :func:`draw` was given, checked, and shared by the pictures of every kind."""
+
+    images: Sequence[Tensor]
+    maps: dict[str, list[Tensor]]  # each example's map, by module name
+    found: dict[str, Mechanism]
+    rows: int
+    row_titles: Sequence[str] | None
+    boxes: Sequence[tuple[Tensor, Sequence[str]]] | None
+    panels: Sequence[Sequence[tuple[Tensor, str]]] | None
+    groups: dict[str, list[int]]  # the examples of each group, by group name; one group "all" without groups
+    group_by: str
+    zoomed: dict[float, dict[str, list[Tensor]]]
+    items: Sequence[Sequence[Tensor]] | None
+    max_columns: int
+
+    def names(self, kind: str) -> list[str]:
+        return [name for name in self.maps if self.found[name].kind == kind]
+
+    def title(self, name: str) -> str:
+        """A module's caption: its name in the model and its mechanism's registry name."""
+        return f"{name} · {self.found[name].name}"
+
+    def mechanism_names(self, names: Sequence[str]) -> str:
+        """The registry names of the modules ``names``, each once."""
+        return ", ".join(dict.fromkeys(self.found[name].name for name in names))
+
+    def stacked(self, name: str, maps: Mapping[str, list[Tensor]] | None = None) -> Tensor:
+        """Every example's map of one module as a batch, float32."""
+        return torch.stack([m.float() for m in (self.maps if maps is None else maps)[name]])
+
+
+@dataclass(frozen=True)
+class _Section:
+    """One picture of the page: its size in inches, a caption, and how it draws itself into a (sub)figure."""
+
+    width: float
+    height: float
+    caption: str | None
+    paint: Callable[[Any], None]
+
+
+# A column of the per-image rows: its title, and how it draws one row's axes (ax, row, picture).
+_Column = tuple[str, Callable[[Any, int, np.ndarray], None]]
+
+
 def draw(
     images: Tensor | Sequence[Tensor],
     maps: Mapping[str, Tensor | Sequence[Tensor]],
     path: str | Path,
+    model: nn.Module,
+    *,
+    rows: int | None = None,
     row_titles: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+    group_by: str = "class",
+    zoomed: Mapping[float, Mapping[str, Tensor | Sequence[Tensor]]] | None = None,
+    items: Tensor | Sequence[Sequence[Tensor]] | None = None,
+    title: str | None = None,
     max_columns: int = 9,
     boxes: Sequence[tuple[Tensor, Sequence[str]]] | None = None,
+    panels: Sequence[Sequence[tuple[Tensor, str]]] | None = None,
+    dpi: int = 120,
 ) -> Path:
-    """A PNG with one row per image: the image, then each attention module's map.
+    """A PNG of what each attention module of ``model`` does, drawn as its map's kind is explained.
+
+    The maps of the per-image kinds (spatial, pairwise, assignment) are drawn in one row per image: the
+    image, then a column per module (pairwise: per module and query), titled ``<module> · <mechanism>``,
+    each map scaled to its own range (the colours compare places within a map, not maps). The other kinds
+    are drawn below from every example: channel gates per channel and routing weights per example,
+    compared across ``groups``; each SK unit's weight on its largest kernel against the ``zoomed``
+    objects; the mean gate per layer; the ``items`` with their weights. A module of an unknown
+    mechanism, or whose map has not its kind's layout, is a ValueError naming it.
 
     Args:
-        images: (B, H, W) or (B, C, H, W) with values in [0, 1], as they should be seen; or a list of
-            (H, W) or (C, H, W) images, which may differ in size.
-        maps: module name -> ``attention_map`` as :func:`attention_maps` returns them, or a list of each
-            image's map (K, H, W). Spatial maps (B, K, H, W) are averaged over K and laid over the image,
-            each scaled to its own range (the colours compare places within a map, not maps); a model
-            with channel gates only (B, C, 1, 1) gets them drawn as strips. Other layouts (token-by-token
-            weights) are left out.
+        images: the examples as they should be seen, (B, H, W) or (B, C, H, W) with values in [0, 1],
+            or a list of (H, W) or (C, H, W) images, which may differ in size.
+        maps: module name -> ``attention_map`` as :func:`attention_maps` returns them (B, ...), or a
+            list of each image's map.
         path: the PNG to write (through a temporary file, so no half-written picture is left).
-        row_titles: a caption per image, e.g. the predicted and true label.
-        max_columns: at most this many modules, spread evenly over the network's depth.
-        boxes: per image, boxes (N, 4) xyxy in its pixels and a caption for each, drawn on the image.
+        model: the module whose ``named_modules()`` the map names are, which tells each one's mechanism.
+        rows: how many of the examples (the first) get a row; all by default.
+        row_titles: a caption per row, e.g. the predicted and true label.
+        groups: a group per example (its class, or the photo it was cropped from), which the channel,
+            routing and gate pictures compare (the 10 largest groups); without, all examples together.
+        group_by: what the groups are, for the captions.
+        zoomed: for a factor > 1, the maps of the same examples with their centres zoomed by it
+            (:func:`zoom`): the paths picture draws each factor.
+        items: per example, the N items its pool mechanism weighed, (B, N, C, H, W) or (B, N, H, W) in
+            [0, 1]: the items picture draws them with their weights.
+        title: the picture's title.
+        max_columns: per-image columns of a kind, at most (modules spread evenly over the network's depth).
+        boxes: per row, boxes (N, 4) xyxy in its image's pixels and a caption for each, drawn on the image.
+        panels: per row, more pictures with their captions, (H, W) or (C, H, W) in [0, 1], drawn after the
+            image and before the maps; every row has as many.
+        dpi: the PNG's resolution, dots per inch.
     """
-    drawable = _drawable(maps)
-    if not drawable:
+    page = _page(images, maps, model, rows, row_titles, groups, group_by, zoomed, items, max_columns, boxes, panels)
+    drawers = (_rows_section, _channel_section, _paths_section, _routing_section, _gate_section)
+    sections = [section for section in (drawer(page) for drawer in drawers) if section is not None]
+    sections += [_items_section(page, name) for name in page.names("items") if page.rows]
+    if not sections:
         raise ValueError(
-            f"none of the {len(maps)} attention maps is a spatial map (B, K, H, W) or a channel gate (B, C, 1, 1)"
+            "nothing to draw: no attention maps (a model without attention modules, or a forward pass outside "
+            "attnzoo.viz.record()), no boxes, no panels"
         )
-    return _render(images, drawable, path, row_titles, max_columns, boxes)
+    return _save(_compose(sections, title), path, dpi)
 
 
-def _render(
+def _page(
     images: Tensor | Sequence[Tensor],
-    drawable: Mapping[str, Sequence[Tensor]],
-    path: str | Path,
+    maps: Mapping[str, Tensor | Sequence[Tensor]],
+    model: nn.Module,
+    rows: int | None,
     row_titles: Sequence[str] | None,
+    groups: Sequence[str] | None,
+    group_by: str,
+    zoomed: Mapping[float, Mapping[str, Tensor | Sequence[Tensor]]] | None,
+    items: Tensor | Sequence[Sequence[Tensor]] | None,
     max_columns: int,
     boxes: Sequence[tuple[Tensor, Sequence[str]]] | None,
-    title: str | None = None,
-    panels: Sequence[Sequence[tuple[Tensor, str]]] | None = None,
-) -> Path:
-    """:func:`draw`'s picture from maps already made drawable; with none, the images (and boxes) alone.
+    panels: Sequence[Sequence[tuple[Tensor, str]]] | None,
+) -> _Page:
+    """:func:`draw`'s arguments checked, with each example's map by module name."""
+    count = len(images)
+    if rows is None:
+        rows = count
+    if isinstance(rows, bool) or not isinstance(rows, int) or not 0 <= rows <= count:
+        raise ValueError(f"rows must be an integer in 0..{count} (the images given), got {rows!r}")
+    for name, given in (("row titles", row_titles), ("box lists", boxes), ("panel lists", panels)):
+        if given is not None and len(given) != rows:
+            raise ValueError(f"{len(given)} {name} for {rows} images")
+    for name, given in (("groups", groups), ("item lists", items)):
+        if given is not None and len(given) != count:
+            raise ValueError(f"{len(given)} {name} for {count} images: give one per image")
+    if isinstance(max_columns, bool) or not isinstance(max_columns, int) or max_columns < 1:
+        raise ValueError(f"max_columns must be a positive integer, got {max_columns!r}")
+    found = mechanisms(model)
+    per_example = _checked(maps, found, count)
+    zoomed_maps = {}
+    for factor, factor_maps in (zoomed or {}).items():
+        missing = [name for name in per_example if name not in factor_maps]
+        if missing:
+            raise ValueError(f"the maps zoomed x{factor:g} lack the modules {', '.join(missing)}")
+        zoomed_maps[float(factor)] = _checked({name: factor_maps[name] for name in per_example}, found, count)
+    return _Page(
+        images, per_example, found, rows, row_titles, boxes, panels, _grouped(groups, count), group_by,
+        dict(sorted(zoomed_maps.items())), items, max_columns,
+    )
 
-    ``panels``: per image, more pictures with their captions, (H, W) or (C, H, W) in [0, 1], drawn after
-    the image and before the maps; every image has as many.
-    """
+
+def _checked(
+    maps: Mapping[str, Tensor | Sequence[Tensor]], found: Mapping[str, Mechanism], count: int
+) -> dict[str, list[Tensor]]:
+    """Each example's map by module name, each module checked to be a known mechanism with its kind's layout."""
+    from attnzoo.attention import check_attention_map
+
+    per_example = {}
+    for name, given in maps.items():
+        if name not in found:
+            raise ValueError(
+                f"module {name!r} recorded an attention map, but the model has no registered mechanism of that "
+                "name to say how to draw it (attnzoo.register_attention with a map_kind)"
+            )
+        per_example[name] = list(given)
+        if len(per_example[name]) != count:
+            raise ValueError(f"module {name!r} has maps of {len(per_example[name])} images for {count} images")
+        mechanism, kind = found[name]
+        for example in per_example[name]:
+            check_attention_map(f"module {name!r} ({mechanism})", kind, example[None])
+    return per_example
+
+
+def _grouped(groups: Sequence[str] | None, count: int) -> dict[str, list[int]]:
+    """The examples of each group (the largest, at most 10), in the groups' sorted order."""
+    if groups is None:
+        return {"all": list(range(count))}
+    members: dict[str, list[int]] = {}
+    for index, group in enumerate(groups):
+        members.setdefault(str(group), []).append(index)
+    largest = sorted(members, key=lambda g: -len(members[g]))[:_MOST_GROUPS]
+    return {group: members[group] for group in sorted(largest)}
+
+
+def _compose(sections: Sequence[_Section], title: str | None) -> Any:
+    """One figure holding the sections one below the other (each a subfigure when there are several)."""
     from matplotlib.figure import Figure  # drawn without pyplot: no display, no global state
 
-    count = len(images)
-    for name, given in (("row titles", row_titles), ("box lists", boxes), ("panel lists", panels)):
-        if given is not None and len(given) != count:
-            raise ValueError(f"{len(given)} {name} for {count} images")
-    names = list(drawable)
-    if len(names) > max_columns:
-        names = [names[round(i * (len(names) - 1) / (max_columns - 1))] for i in range(max_columns)]
-    extra = len(panels[0]) if panels else 0
-    figure = Figure(figsize=(1.6 * (len(names) + 1 + extra), 1.7 * count), layout="constrained")
+    width, height = max(s.width for s in sections), sum(s.height for s in sections)
+    figure = Figure(figsize=(width, height), layout="constrained")
+    if len(sections) == 1:
+        heading = "\n".join(text for text in (title, sections[0].caption) if text)
+        if heading:
+            figure.suptitle(heading, fontsize=8, wrap=True)
+        sections[0].paint(figure)
+        return figure
     if title:
         figure.suptitle(title, fontsize=8, wrap=True)
-    axes = figure.subplots(count, len(names) + 1 + extra, squeeze=False)
-    for row in range(count):
-        picture = _picture(images[row])
-        axes[row, 0].imshow(picture.numpy(), cmap="gray", vmin=0, vmax=1)
-        axes[row, 0].set_title(row_titles[row] if row_titles else "input", fontsize=8)
-        if boxes:
-            _draw_boxes(axes[row, 0], *boxes[row])
-        for column, (panel, caption) in enumerate(panels[row] if panels else (), start=1):
-            axes[row, column].imshow(_picture(panel).numpy(), cmap="gray", vmin=0, vmax=1)
-            axes[row, column].set_title(caption, fontsize=8)
-        for column, name in enumerate(names, start=1 + extra):
-            attention = drawable[name][row]
-            ax = axes[row, column]
-            if attention.shape[0] == 1:  # a channel-gate strip
-                ax.imshow(attention.numpy(), cmap="viridis", aspect="auto", vmin=0, vmax=1)
-            else:
-                size = picture.shape[:2]
-                up = F.interpolate(attention[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
-                ax.imshow(picture.numpy(), cmap="gray", vmin=0, vmax=1)
-                ax.imshow(up.numpy(), cmap="inferno", alpha=0.6)
-            if row == 0:
-                ax.set_title(f"{name}\n{'x'.join(map(str, attention.shape))}", fontsize=7)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    return _save(figure, path)
+    parts = figure.subfigures(len(sections), 1, height_ratios=[s.height for s in sections], squeeze=False)[:, 0]
+    for part, section in zip(parts, sections):
+        if section.caption:
+            part.suptitle(section.caption, fontsize=8)
+        section.paint(part)
+    return figure
 
 
-def _save(figure: Any, path: str | Path) -> Path:
+def _save(figure: Any, path: str | Path, dpi: int = 120) -> Path:
     """Write a matplotlib figure as a PNG through a temporary file, so no half-written picture is left."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
     os.close(fd)
     try:
-        figure.savefig(tmp, dpi=120)
+        figure.savefig(tmp, dpi=dpi)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _no_ticks(axes: Any) -> None:
+    for ax in np.ravel(axes):
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+
+def _overlay(ax: Any, picture: np.ndarray, attention: Tensor) -> None:
+    """A map (h, w) upsampled onto the picture and laid over it, scaled to its own range."""
+    up = F.interpolate(attention.float()[None, None], size=picture.shape[:2], mode="bilinear", align_corners=False)
+    ax.imshow(picture, cmap="gray", vmin=0, vmax=1)
+    ax.imshow(up[0, 0].numpy(), cmap="inferno", alpha=0.6)
+
+
+def _rows_section(page: _Page) -> _Section | None:
+    """A row per image: the image (with its boxes), its panels, then the per-image kinds' columns."""
+    columns = _spatial_columns(page) + _pairwise_columns(page) + _assignment_columns(page)
+    extra = len(page.panels[0]) if page.panels else 0
+    if page.rows == 0 or not (columns or extra or page.boxes):
+        return None
+
+    def paint(figure: Any) -> None:
+        axes = figure.subplots(page.rows, 1 + extra + len(columns), squeeze=False)
+        for row in range(page.rows):
+            picture = _picture(page.images[row]).numpy()
+            axes[row, 0].imshow(picture, cmap="gray", vmin=0, vmax=1)
+            axes[row, 0].set_title(page.row_titles[row] if page.row_titles else "input", fontsize=8)
+            if page.boxes:
+                _draw_boxes(axes[row, 0], *page.boxes[row])
+            for column, (panel, caption) in enumerate(page.panels[row] if page.panels else (), start=1):
+                axes[row, column].imshow(_picture(panel).numpy(), cmap="gray", vmin=0, vmax=1)
+                axes[row, column].set_title(caption, fontsize=8)
+            for column, (title, paint_column) in enumerate(columns, start=1 + extra):
+                paint_column(axes[row, column], row, picture)
+                if row == 0:
+                    axes[row, column].set_title(title, fontsize=7)
+        _no_ticks(axes)
+
+    return _Section(1.6 * (1 + extra + len(columns)), 1.7 * page.rows, None, paint)
+
+
+def _spatial_columns(page: _Page) -> list[_Column]:
+    """Spatial maps (K, H, W), averaged over K, laid over the image."""
+    columns = []
+    for name in _spread(page.names("spatial"), page.max_columns):
+
+        def paint(ax: Any, row: int, picture: np.ndarray, name: str = name) -> None:
+            _overlay(ax, picture, page.maps[name][row].float().mean(0))
+
+        columns.append((f"{page.title(name)}\n{'x'.join(map(str, page.maps[name][0].shape))}", paint))
+    return columns
+
+
+def _pairwise_columns(page: _Page) -> list[_Column]:
+    """For each query of ``_QUERIES``, marked, its weights (HW, H, W)[query] laid over the image."""
+    columns = []
+    for name in _spread(page.names("pairwise"), max(1, page.max_columns // len(_QUERIES))):
+        for (along, across), colour in _QUERIES:
+
+            def paint(
+                ax: Any, row: int, picture: np.ndarray, name: str = name, at=(along, across), colour=colour
+            ) -> None:
+                weights = page.maps[name][row]
+                height, width = weights.shape[-2:]
+                i, j = (min(int(f * n), n - 1) for f, n in zip(at, (height, width)))
+                _overlay(ax, picture, weights[i * width + j])
+                # The query's cell centre in the picture's pixels (imshow centres pixel k on k).
+                x, y = (j + 0.5) * picture.shape[1] / width - 0.5, (i + 0.5) * picture.shape[0] / height - 0.5
+                ax.plot(x, y, marker="+", color=colour, markersize=9, markeredgewidth=2)
+
+            columns.append((f"{page.title(name)}\nfrom the {colour} +", paint))
+    return columns
+
+
+def _assignment_columns(page: _Page) -> list[_Column]:
+    """Each position coloured by the basis or node it weighs most; the 8 that win the most positions are coloured."""
+    from matplotlib import colormaps
+
+    palette = torch.tensor([colormaps["tab10"](i) for i in range(_COLOURED)], dtype=torch.float32)
+    palette[:, 3] = 0.6
+    columns = []
+    for name in _spread(page.names("assignment"), page.max_columns):
+
+        def paint(ax: Any, row: int, picture: np.ndarray, name: str = name) -> None:
+            weights = page.maps[name][row].float()
+            strongest = weights.argmax(0)
+            wins = strongest.flatten().bincount(minlength=len(weights))
+            colours = torch.zeros(len(weights), 4)  # transparent: a basis not among the 8
+            colours[wins.argsort(descending=True)[:_COLOURED]] = palette[: min(_COLOURED, len(weights))]
+            up = F.interpolate(strongest[None, None].float(), size=picture.shape[:2], mode="nearest")[0, 0].long()
+            ax.imshow(picture, cmap="gray", vmin=0, vmax=1)
+            ax.imshow(colours[up].numpy())
+
+        count = page.maps[name][0].shape[0]
+        columns.append((f"{page.title(name)}\nstrongest of {count}", paint))
+    return columns
+
+
+def _group_lines(ax: Any, page: _Page, values: Tensor) -> None:
+    """Each group's mean of ``values`` (B, X) as a line over X, and all examples' mean, bold."""
+    from matplotlib import colormaps
+
+    ax.plot(values.mean(0).numpy(), color="black", linewidth=2, alpha=0.5, label="all")
+    if len(page.groups) > 1:
+        for colour, (group, members) in enumerate(page.groups.items()):
+            ax.plot(values[members].mean(0).numpy(), color=colormaps["tab10"](colour), linewidth=0.8, label=group)
+
+
+def _legend(figure: Any, ax: Any) -> None:
+    figure.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=6)
+
+
+def _channel_section(page: _Page) -> _Section | None:
+    """SENet's figure: per module, each channel's mean gate in each group."""
+    names = _spread(page.names("channel"), _MOST_PANELS)
+    if not names:
+        return None
+    across = min(3, len(names))
+    down = math.ceil(len(names) / across)
+
+    def paint(figure: Any) -> None:
+        axes = figure.subplots(down, across, squeeze=False)
+        for ax, name in zip(axes.flat, names):
+            _group_lines(ax, page, page.stacked(name).flatten(1))
+            ax.set_title(page.title(name), fontsize=7)
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("channel", fontsize=6)
+            ax.tick_params(labelsize=6)
+        for ax in axes.flat[len(names):]:
+            ax.set_visible(False)
+        _legend(figure, axes.flat[0])
+
+    caption = f"channel gates: each channel's mean gate, by {page.group_by}"
+    return _Section(2.6 * across + 0.9, 2.0 * down + 0.4, caption, paint)
+
+
+def _paths_section(page: _Page) -> _Section | None:
+    """SKNet's figure: per unit, the mean weight on the largest kernel, for each zoom of the objects."""
+    names = page.names("paths")
+    if not names:
+        return None
+
+    def paint(figure: Any) -> None:
+        ax = figure.subplots()
+        for factor, maps in [(1.0, page.maps), *page.zoomed.items()]:
+            means = [page.stacked(name, maps)[:, -1].mean().item() for name in names]
+            ax.plot(means, marker="o", markersize=3, linewidth=1, label=f"x{factor:g}")
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+        ax.set_ylabel("mean weight on the largest kernel", fontsize=7)
+        ax.set_title(f"{page.mechanism_names(names)}: each unit's attention on its largest kernel", fontsize=7)
+        ax.tick_params(axis="y", labelsize=6)
+        ax.legend(title="object zoom", fontsize=6, title_fontsize=6)
+
+    caption = "selected kernels: the same images with their centres zoomed" if page.zoomed else None
+    return _Section(max(4.5, 0.3 * len(names) + 2.0), 3.4, caption, paint)
+
+
+def _routing_section(page: _Page) -> _Section | None:
+    """Every example's routing or kernel weights (a row each), the examples grouped."""
+    names = _spread(page.names("routing"), 4)
+    if not names:
+        return None
+    order = [index for members in page.groups.values() for index in members]
+    ends = np.cumsum([len(members) for members in page.groups.values()])
+
+    def paint(figure: Any) -> None:
+        axes = figure.subplots(1, len(names), squeeze=False)[0]
+        for ax, name in zip(axes, names):
+            weights = page.stacked(name)[order]
+            image = ax.imshow(weights.numpy(), aspect="auto", cmap="viridis", interpolation="nearest")
+            figure.colorbar(image, ax=ax, shrink=0.8).ax.tick_params(labelsize=6)
+            ax.set_title(page.title(name), fontsize=7)
+            ax.set_xticks(range(weights.shape[1]))
+            ax.set_xlabel("kernel", fontsize=6)
+            ax.tick_params(labelsize=6)
+            for end in ends[:-1]:
+                ax.axhline(end - 0.5, color="white", linewidth=0.8)
+            starts = np.concatenate([[0], ends[:-1]])
+            ax.set_yticks((starts + ends - 1) / 2, list(page.groups) if ax is axes[0] else [])
+
+    caption = f"routing weights: every example (a row), grouped by {page.group_by}"
+    return _Section(2.2 * len(names) + 0.8, 3.8, caption, paint)
+
+
+def _gate_section(page: _Page) -> _Section | None:
+    """The highway networks' figure: each layer's mean gate, per group."""
+    names = page.names("gate")
+    if not names:
+        return None
+
+    def paint(figure: Any) -> None:
+        ax = figure.subplots()
+        means = torch.stack([torch.stack([m.float().mean() for m in page.maps[name]]) for name in names], 1)
+        _group_lines(ax, page, means)
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("mean gate", fontsize=7)
+        ax.set_title(f"{page.mechanism_names(names)}: the mean gate of each layer", fontsize=7)
+        ax.tick_params(axis="y", labelsize=6)
+        _legend(figure, ax)
+
+    caption = f"gates, by {page.group_by}"
+    return _Section(max(4.5, 0.3 * len(names) + 2.5), 3.4, caption, paint)
+
+
+def _items_section(page: _Page, name: str) -> _Section:
+    """A row per example: the items its pool mechanism weighed, each with its weight (per part: bands)."""
+    if page.items is None:
+        raise ValueError(
+            f"module {name!r} ({page.found[name].name}) weighs items: give draw their pictures, "
+            "items=(B, N, C, H, W)"
+        )
+    count = page.maps[name][0].shape[0]
+    for row in range(page.rows):
+        if len(page.items[row]) != count:
+            raise ValueError(f"module {name!r} weighs {count} items, but example {row} has {len(page.items[row])}")
+
+    def paint(figure: Any) -> None:
+        axes = figure.subplots(page.rows, count, squeeze=False)
+        for row in range(page.rows):
+            for index, ax in enumerate(axes[row]):
+                picture = _picture(page.items[row][index]).numpy()
+                ax.imshow(picture, cmap="gray", vmin=0, vmax=1)
+                weight = page.maps[name][row][index].float()
+                if weight.dim() == 0:
+                    ax.set_title(f"{weight.item():.2f}", fontsize=7)
+                else:
+                    _part_bands(ax, weight, picture.shape[0])
+        _no_ticks(axes)
+
+    parts = page.maps[name][0].dim() == 2
+    caption = f"{page.title(name)}: the weight of each item" + (", per part (top to bottom)" if parts else "")
+    return _Section(max(3.0, 0.9 * count + 0.3), 1.5 * page.rows + 0.4, caption, paint)
+
+
+def _part_bands(ax: Any, weights: Tensor, height: int) -> None:
+    """An item's weight per horizontal part, as bands tinted by it and labelled with it."""
+    edges = np.linspace(-0.5, height - 0.5, len(weights) + 1)
+    for weight, top, bottom in zip(weights.tolist(), edges[:-1], edges[1:]):
+        ax.axhspan(top, bottom, color="orange", alpha=0.6 * weight, linewidth=0)
+        ax.text(0, (top + bottom) / 2, f"{weight:.2f}", fontsize=5, va="center", color="white")
+        ax.axhline(bottom, color="white", linewidth=0.4)
 
 
 def _draw_boxes(ax: Any, boxes: Tensor, captions: Sequence[str]) -> None:
@@ -230,17 +641,18 @@ def _model_name(cfg: Mapping[str, Any]) -> str:
     return cfg.get("name") or cfg.get("architecture")
 
 
-# What each show_* function draws, for the message that sends a model of another task to its own.
+# What each task's picture function draws, for the message that sends a model of another task to its own.
 _DRAWERS = {
-    "classification": ("show_digits", "classification models"),
+    "classification": ("show_classifier", "classification models"),
     "detection": ("show_detections", "detectors"),
     "restoration": ("show_restoration", "restoration networks"),
     "reid": ("show_reid", "video re-ID networks"),
 }
 
 
-def _model_for(model: nn.Module | str | Path, task: str, drawer: str) -> nn.Module:
-    """``model`` (a module, or anything ``attnzoo.load`` takes, loaded), which must be a ``task`` model."""
+def task_model(model: nn.Module | str | Path, task: str, drawer: str) -> nn.Module:
+    """``model`` (a module, or anything ``attnzoo.load`` takes, loaded), which must be a ``task`` model;
+    else a ValueError saying which function ``drawer`` draws which models."""
     from attnzoo.zoo import load
 
     if not isinstance(model, nn.Module):
@@ -253,41 +665,34 @@ def _model_for(model: nn.Module | str | Path, task: str, drawer: str) -> nn.Modu
     return model
 
 
-def show_digits(model: nn.Module | str | Path, path: str | Path, count: int = 4) -> Path:
-    """Draw ``model``'s attention maps on the first ``count`` test digits of DigitsData.
-
-    ``model`` is a module from attnzoo (``create_model``, ``load``) or anything ``attnzoo.load`` takes.
-    The digits are resized and normalised to the model's ``pretrained_cfg`` (input size, mean, std).
-    """
-    from attnzoo.data import DigitsData
-
-    _check_count(count)
-    model = _model_for(model, "classification", "show_digits")
-    cfg = model.pretrained_cfg
-    channels, height, width = cfg["input_size"]
-    test = DigitsData(augment=False, in_chans=1).test_set
-    plain = F.interpolate(test.images[:count], size=(height, width), mode="bilinear", align_corners=False)
-    mean = torch.tensor(cfg["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(cfg["std"]).view(1, -1, 1, 1)
-    logits, maps = attention_maps(model, (plain.expand(-1, channels, -1, -1) - mean) / std)
-    labels = cfg.get("labels") or [str(i) for i in range(logits.shape[1])]
-    titles = [f"{labels[p]} (true {t})" for p, t in zip(logits.argmax(1).tolist(), test.targets[:count].tolist())]
-    return draw(plain[:, 0], maps, path, row_titles=titles)
+# The map kinds whose last two dimensions are the feature map's rows and columns (a pairwise map's queries are too).
+_ON_THE_GRID = ("spatial", "pairwise", "assignment", "gate")
 
 
-def _crop(attention: Tensor, resized: Sequence[int], padded: Sequence[int]) -> Tensor:
+def _crop(attention: Tensor, kind: str | None, resized: Sequence[int], padded: Sequence[int]) -> Tensor:
     """The part of a map (B, K, h, w) of a padded detector batch that lies over the image, at the map's resolution.
 
     The detector's transform resizes the image to ``resized`` (H, W) and pads it at the bottom and right
     to ``padded``. The image covers ``h * resized / padded`` map rows, rarely a whole number: cutting at a
     cell boundary would stretch the map over the picture by up to a cell, so the map is resampled
-    (bilinearly, roi_align) at ceil of that many points spread over exactly the image's region.
-    Channel gates and other layouts are returned as they are.
+    (bilinearly, roi_align) at ceil of that many points spread over exactly the image's region. A
+    pairwise map has its queries resampled so too. Maps of the other kinds (channel gates, weights per
+    example) are returned as they are.
     """
+    if kind not in _ON_THE_GRID:
+        return attention
+    keys = _crop_grid(attention, resized, padded)
+    if kind != "pairwise":
+        return keys
+    # The queries as the grid, the keys as channels: (B, h'w', H, W), cropped, and back.
+    queries = _crop_grid(keys.flatten(2).transpose(1, 2).unflatten(-1, attention.shape[-2:]), resized, padded)
+    return queries.flatten(2).transpose(1, 2).unflatten(-1, keys.shape[-2:])
+
+
+def _crop_grid(attention: Tensor, resized: Sequence[int], padded: Sequence[int]) -> Tensor:
+    """:func:`_crop` of the last two dimensions of (B, K, h, w)."""
     from torchvision.ops import roi_align
 
-    if attention.dim() != 4 or attention.shape[-1] * attention.shape[-2] == 1:
-        return attention
     height, width = attention.shape[-2:]
     rows = -(-height * resized[0] // padded[0])  # integer ceil: a float product may land just above a whole number
     columns = -(-width * resized[1] // padded[1])
@@ -306,7 +711,9 @@ def _detect(model: nn.Module, image: Tensor) -> tuple[dict[str, Tensor], dict[st
     finally:
         hook.remove()
     resized, padded = batches[0].image_sizes[0], batches[0].tensors.shape[-2:]
-    return detections, {n.removeprefix("backbone.body."): _crop(m, resized, padded) for n, m in maps.items()}
+    found = mechanisms(model.backbone.body)
+    maps = {name.removeprefix("backbone.body."): m for name, m in maps.items()}
+    return detections, {n: _crop(m, found[n].kind if n in found else None, resized, padded) for n, m in maps.items()}
 
 
 def _read_image(path: str | Path, mode: str = "RGB") -> Tensor:
@@ -334,9 +741,9 @@ def show_detections(
 
     Each row is the image with the detections scoring at least ``score_thresh``, captioned with the
     class name (``pretrained_cfg["labels"]``, else the label number) and score, then the backbone's
-    attention maps laid over the image as :func:`draw` lays them. The maps are recorded while the
-    detector runs on each image alone (in eval mode) and cropped to the image's part of the resized,
-    padded input. A backbone without attention gets the boxes alone, and the title says so.
+    attention maps as :func:`draw` draws them (the images compared as the groups). The maps are recorded
+    while the detector runs on each image alone (in eval mode) and cropped to the image's part of the
+    resized, padded input. A backbone without attention gets the boxes alone, and the title says so.
 
     Args:
         model: a detector from attnzoo (``create_model``, ``load``) or anything ``attnzoo.load`` takes.
@@ -355,7 +762,7 @@ def show_detections(
             raise ValueError(f"images must be a list of 1 to 32 image files, got {images!r}")
         pictures = [_read_image(file) for file in images]  # before a model download, so a typo fails fast
         sources = [Path(file).name for file in images]
-    model = _model_for(model, "detection", "show_detections")
+    model = task_model(model, "detection", "show_detections")
     cfg = model.pretrained_cfg
     if images is None:
         from attnzoo.data import ShapesData
@@ -375,11 +782,13 @@ def show_detections(
         boxes.append((detections["boxes"][keep], captions))
         titles.append(f"{source}: {len(captions)} boxes")
         maps.append(image_maps)
-    drawable = _drawable({name: [image_maps[name][0] for image_maps in maps] for name in maps[0]})
     title = f"{_model_name(cfg)}: boxes with score >= {score_thresh:g}"
-    if not drawable:
+    if not maps[0]:
         title += "; no attention maps in its backbone, boxes only"
-    return _render(pictures, drawable, path, titles, 9, boxes, title)
+    return draw(
+        pictures, {name: [image_maps[name][0] for image_maps in maps] for name in maps[0]}, path, model.backbone.body,
+        row_titles=titles, boxes=boxes, groups=sources, group_by="image", title=title,
+    )
 
 
 # An image larger than this on a side is shown (and restored) by its central part only.
@@ -404,9 +813,9 @@ def show_restoration(
     Each row is the degraded image, the network's restoration of it and the clean image, captioned with
     the PSNR of the degraded and the restored image against the clean one (dB, data range 1, over all
     channels: a colour network's figures are not the Y-channel ones ``attnzoo test`` reports), then the
-    network's attention maps laid over the degraded image as :func:`draw` lays them. The maps are
-    recorded while the network runs on each degraded image alone (in eval mode). A network without
-    attention gets the images alone, and the title says so.
+    network's attention maps as :func:`draw` draws them (over the degraded image; the photos compared as
+    the groups). The maps are recorded while the network runs on each degraded image alone (in eval
+    mode). A network without attention gets the images alone, and the title says so.
 
     The degradation is the one the network was trained to undo (``pretrained_cfg["degradation"]``, which
     ImageRestorer records), at its level; a blind network's (a range) at ``level``, by default the
@@ -434,7 +843,7 @@ def show_restoration(
     _check_count(count, len(TEST_PHOTOS))
     if images is not None and (isinstance(images, (str, Path)) or not 1 <= len(images) <= 32):
         raise ValueError(f"images must be a list of 1 to 32 image files, got {images!r}")
-    model = _model_for(model, "restoration", "show_restoration")
+    model = task_model(model, "restoration", "show_restoration")
     cfg = model.pretrained_cfg
     name = _model_name(cfg)
     if cfg.get("degradation") is None:
@@ -469,13 +878,15 @@ def show_restoration(
         titles.append(f"{source}, degraded\n{before:.2f} dB")
         panels.append([(restored, f"restored\n{after:.2f} dB"), (clean, "clean")])
         maps.append(image_maps)
-    drawable = _drawable({module: [image_maps[module][0] for image_maps in maps] for module in maps[0]})
     title = f"{name}: {shown.kind} {shown.field} {shown.level:g}"
     if trained.is_blind:
         title += f" (trained on [{trained.low:g}, {trained.high:g}])"
-    if not drawable:
+    if not maps[0]:
         title += "; no attention maps, images only"
-    return _render([degraded for degraded, _ in pairs], drawable, path, titles, 9, None, title, panels)
+    return draw(
+        [degraded for degraded, _ in pairs],
+        {module: [image_maps[module][0] for image_maps in maps] for module in maps[0]}, path, model, row_titles=titles, panels=panels, groups=sources, group_by="photo", title=title,
+    )
 
 
 def _frame_weights(maps: Mapping[str, Tensor], temporal: str, frames: int) -> list[float] | None:
@@ -516,7 +927,7 @@ def show_reid(model: nn.Module | str | Path, path: str | Path, count: int = 4, t
     _check_count(count)
     if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 10:
         raise ValueError(f"top must be an integer in 1..10, got {top!r}")
-    model = _model_for(model, "reid", "show_reid")
+    model = task_model(model, "reid", "show_reid")
     cfg = model.pretrained_cfg
     name = _model_name(cfg)
     _, height, width = cfg["input_size"]

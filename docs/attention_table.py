@@ -21,15 +21,15 @@ CHANNELS = 256
 
 def render() -> str:
     rows = [
-        f"| name | family | placement | paper | year | parameters at C = {CHANNELS} |",
-        "|---|---|---|---|---|---:|",
+        f"| name | family | placement | map kind | paper | year | parameters at C = {CHANNELS} |",
+        "|---|---|---|---|---|---|---:|",
     ]
     for name in attnzoo.list_attentions():
         info = attnzoo.attention_info(name)
         module = attnzoo.create_attention(name, CHANNELS)
         params = sum(p.numel() for p in module.parameters())
         rows.append(
-            f"| `{name}` | {info.family} | {info.placement} | [{info.title}]({info.paper_url}) "
+            f"| `{name}` | {info.family} | {info.placement} | {info.map_kind} | [{info.title}]({info.paper_url}) "
             f"| {info.year} | {params:,} |"
         )
     return "\n".join(rows)

@@ -3,6 +3,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from PIL import Image
+
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -50,3 +52,23 @@ def test_zoo_table_is_current():
     gen = load("zoo_table")
     text = gen.DOC.read_text()
     assert gen.updated(text) == text, "docs/zoo.md is stale: run python docs/zoo_table.py"
+
+
+def test_every_map_kind_has_a_small_picture_in_the_attention_doc():
+    import attnzoo
+
+    gen = load("attention_pictures")
+    text = (DOCS / "attention.md").read_text()
+    assert list(gen.NETWORKS) == list(attnzoo.attention.MAP_KINDS)
+    for kind in gen.NETWORKS:
+        path = gen.picture(kind)
+        assert f"](pictures/{path.name})" in text, f"docs/attention.md does not show {path.name}"
+        assert Image.open(path).format == "PNG" and path.stat().st_size < 150 * 1024, path
+
+
+def test_the_pictures_script_draws_offline(tmp_path, monkeypatch):
+    gen = load("attention_pictures")
+    monkeypatch.setattr(gen, "PICTURES_DIR", tmp_path)
+    for kind in ("items", "routing"):
+        path = gen.draw(kind)
+        assert path == tmp_path / f"{kind}.png" and Image.open(path).mode == "P"  # a palette: kept small

@@ -30,9 +30,12 @@ from . import (  # noqa: F401  (imported for registration)
 )
 from .registry import (
     FAMILIES,
+    MAP_KINDS,
+    MAP_LAYOUTS,
     PLACEMENTS,
     AttentionInfo,
     attention_info,
+    check_attention_map,
     create_attention,
     list_attentions,
     register_attention,
@@ -40,9 +43,12 @@ from .registry import (
 
 __all__ = [
     "FAMILIES",
+    "MAP_KINDS",
+    "MAP_LAYOUTS",
     "PLACEMENTS",
     "AttentionInfo",
     "attention_info",
+    "check_attention_map",
     "create_attention",
     "list_attentions",
     "register_attention",

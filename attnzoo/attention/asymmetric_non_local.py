@@ -50,12 +50,15 @@ def pyramid_pool(x: Tensor, sizes: Sequence[int]) -> Tensor:
     year=2019,
     paper_url="https://arxiv.org/abs/1908.07678",
     placement="stage",
+    map_kind="pairwise",
 )
 class AsymmetricNonLocal(AttentionModule, nn.Module):
     """x + BN(conv(attention of every position over pyramid-pooled anchors)).
 
-    ``attention_map`` is (B, HW, S), S = ``num_anchors`` (110 by default),
-    anchors in the order of ``pool_sizes``, each pooled grid row-major.
+    ``attention_map`` is the weight each position's value gets, as a pairwise map (B, HW, H, W): an
+    anchor's value is the average of the values it pools, so query q's weight on an anchor is spread
+    evenly over that anchor's positions. Each query's weights sum to 1. :meth:`attention_weights` gives
+    the weights over the anchors themselves.
     """
 
     def __init__(
@@ -94,12 +97,19 @@ class AsymmetricNonLocal(AttentionModule, nn.Module):
         v = tokens(self.value(pyramid_pool(x, self.pool_sizes).unsqueeze(-1)))  # (B, S, dv)
         # A head axis of 1: 4-D is the layout every SDPA backend and ONNX exporter accepts.
         context = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
-        self._record(self.attention_weights(q, k) if is_recording() else None)
+        self._record(self.position_weights(self.attention_weights(q, k), h, w) if is_recording() else None)
         context = context.transpose(1, 2).reshape(b, -1, h, w)
         return x + self.norm(self.proj(context))
 
     @staticmethod
     def attention_weights(q: Tensor, k: Tensor) -> Tensor:
-        """softmax(q k^T / sqrt(d)), (B, HW, S); formed only for drawing."""
+        """softmax(q k^T / sqrt(d)), (B, HW, S), anchors in the order of ``pool_sizes``, each pooled grid
+        row-major; formed only for drawing."""
         scores = (q.float() @ k.float().transpose(1, 2)) * q.shape[-1] ** -0.5
         return softmax_fp32(scores, dim=-1)
+
+    def position_weights(self, anchor_weights: Tensor, h: int, w: int) -> Tensor:
+        """Weights over the S anchors (B, HW, S) as weights over the H x W positions (B, HW, H, W)."""
+        positions = torch.eye(h * w, dtype=anchor_weights.dtype, device=anchor_weights.device).view(-1, 1, h, w)
+        shares = pyramid_pool(positions, self.pool_sizes)[:, 0]  # (HW, S): 1 / (anchor's area) inside it, else 0
+        return (anchor_weights @ shares.T).unflatten(-1, (h, w))

@@ -28,7 +28,9 @@ class AttentionModule:
 
     ``attention_name`` is set by :func:`attnzoo.attention.register_attention`.
     ``attention_map`` holds the last map computed inside
-    :func:`attnzoo.viz.record`, and is ``None`` after a forward pass outside it.
+    :func:`attnzoo.viz.record`, and is ``None`` after a forward pass outside it;
+    it has the layout of its mechanism's ``map_kind`` (``MAP_LAYOUTS``), which
+    is how :func:`attnzoo.viz.draw` draws it.
     """
 
     attention_name: str = "attention"

@@ -49,6 +49,7 @@ __all__ = ["ConcatenatedAttention"]
     year=2020,
     paper_url="https://arxiv.org/abs/2006.11162",
     placement="block",
+    map_kind="spatial",
 )
 class ConcatenatedAttention(AttentionModule, nn.Module):
     """x' = x * channel_gate(x); x' * pixel_gate(x'). ``attention_map`` is the pixel gate (B, 1, H, W)."""

@@ -29,6 +29,7 @@ __all__ = ["CBAM"]
     year=2018,
     paper_url="https://arxiv.org/abs/1807.06521",
     placement="block",
+    map_kind="spatial",
 )
 class CBAM(AttentionModule, CbamModule):
     """Channel then spatial gating; ``attention_map`` is the spatial map (B, 1, H, W)."""

@@ -38,6 +38,7 @@ __all__ = ["CondConv"]
     year=2019,
     paper_url="https://arxiv.org/abs/1904.04971",
     placement="conv",
+    map_kind="routing",
 )
 class CondConv(AttentionModule, nn.Module):
     """Drop-in for ``nn.Conv2d``; ``attention_map`` is the routing weights (B, E)."""

@@ -15,7 +15,8 @@ so a freshly inserted block is the identity.
 Recurrence R = 2 by default: the same module (same weights) is applied twice,
 so information reaches every position from every other one. Energies are
 formed per row and per column with ``einsum``: memory is O(HW (H + W)), and
-no (HW) x (HW) matrix is ever built.
+no (HW) x (HW) matrix is built, but for the map recorded for a picture inside
+``attnzoo.viz.record()``.
 
 Scope: this is the criss-cross module itself. The paper's RCCA head around it
 (3x3 conv reduction before, 3x3 conv after, concatenation with the input and
@@ -26,10 +27,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import AttentionModule, check_fraction, check_positive_int, softmax_fp32
+from .base import AttentionModule, check_fraction, check_positive_int, is_recording, softmax_fp32
 from .registry import register_attention
 
-__all__ = ["CrissCrossAttention"]
+__all__ = ["CrissCrossAttention", "criss_cross_pairwise"]
+
+
+def criss_cross_pairwise(attn: Tensor) -> Tensor:
+    """Criss-cross weights (B, H, W, H + W) as a pairwise map (B, HW, H, W), zero off each query's cross.
+
+    For query (i, j), entries [:H] of ``attn`` weigh column j (row r at index r) and entries [H:] row i
+    (column s at index H + s).
+    """
+    b, h, w, _ = attn.shape
+    column, row = attn.split([h, w], dim=-1)
+    eye_h = torch.eye(h, dtype=attn.dtype, device=attn.device)
+    eye_w = torch.eye(w, dtype=attn.dtype, device=attn.device)
+    dense = torch.einsum("bijr,js->bijrs", column, eye_w) + torch.einsum("bijs,ir->bijrs", row, eye_h)
+    return dense.reshape(b, h * w, h, w)
 
 
 @register_attention(
@@ -39,14 +54,14 @@ __all__ = ["CrissCrossAttention"]
     year=2019,
     paper_url="https://arxiv.org/abs/1811.11721",
     placement="stage",
+    map_kind="pairwise",
 )
 class CrissCrossAttention(AttentionModule, nn.Module):
     """x + gamma * criss-cross aggregation, applied ``recurrence`` times with shared weights.
 
-    ``attention_map`` is the last recurrence's weights, (B, H, W, H + W): for
-    position (i, j), entries [:H] weigh column j (row k at index k; entry i is
-    0, that position being counted in the row part) and entries [H:] weigh row
-    i (column k at index H + k). Each map sums to 1 over its last dimension.
+    ``attention_map`` is the last recurrence's weights as a pairwise map (B, HW, H, W):
+    query (i, j), at index i W + j, weighs the H + W - 1 positions of its column j and
+    row i, and nothing else; each query's weights sum to 1.
     """
 
     def __init__(self, channels: int, recurrence: int = 2, rd_ratio: float = 1 / 8) -> None:
@@ -64,7 +79,7 @@ class CrissCrossAttention(AttentionModule, nn.Module):
         out, attn = x, None
         for _ in range(self.recurrence):
             out, attn = self._criss_cross(out)
-        self._record(attn)
+        self._record(criss_cross_pairwise(attn) if is_recording() else None)
         return out
 
     def _criss_cross(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -87,11 +87,12 @@ def _whiten(t: Tensor) -> Tensor:
     year=2020,
     paper_url="https://arxiv.org/abs/2006.06668",
     placement="stage",
+    map_kind="pairwise",
 )
 class DisentangledNonLocal(AttentionModule, nn.Module):
     """x + BN(W_z (pairwise + unary) v), or x + gamma pairwise v + unary v with ``form="authors"``.
 
-    ``attention_map`` is the whitened pairwise weights (B, HW, HW).
+    ``attention_map`` is the whitened pairwise weights (B, HW, H, W): query q (row-major) over the positions.
     """
 
     def __init__(
@@ -134,7 +135,7 @@ class DisentangledNonLocal(AttentionModule, nn.Module):
         q, k, v = (tokens(conv(x)) for conv in (self.theta, self.phi, self.g))  # (B, HW, d), values (B, HW, d or C)
         # A head axis of 1: 4-D is the layout every SDPA backend and ONNX exporter accepts.
         y = F.scaled_dot_product_attention(_whiten(q)[:, None], _whiten(k)[:, None], v[:, None], scale=self.scale)[:, 0]
-        self._record(self.pairwise_weights(q, k) if is_recording() else None)
+        self._record(self.pairwise_weights(q, k).unflatten(-1, (h, w)) if is_recording() else None)
         unary = softmax_fp32(self.unary(x).flatten(2), dim=-1) @ v  # (B, 1, d or C), the same for every query
         if self.form == "authors":
             return x + (self.gamma * y + unary).transpose(1, 2).reshape(b, -1, h, w)

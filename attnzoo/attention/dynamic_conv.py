@@ -46,6 +46,7 @@ INITIAL_TEMPERATURE = 30.0
     year=2020,
     paper_url="https://arxiv.org/abs/1912.03458",
     placement="conv",
+    map_kind="routing",
 )
 class DynamicConv(AttentionModule, nn.Module):
     """Drop-in for ``nn.Conv2d``; ``attention_map`` is the kernel attention (B, K), summing to 1.

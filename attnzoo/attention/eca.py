@@ -25,6 +25,7 @@ __all__ = ["EfficientChannelAttention"]
     year=2020,
     paper_url="https://arxiv.org/abs/1910.03151",
     placement="block",
+    map_kind="channel",
 )
 class EfficientChannelAttention(AttentionModule, EcaModule):
     """Channel gate from a 1-D conv over pooled channels; ``attention_map`` is (B, C, 1, 1).

@@ -30,7 +30,8 @@ Deviations from the authors' code, stated honestly:
   residual sum (the reference ends with one).
 
 The EM iterations run in float32 (also under autocast). ``attention_map`` is
-the final responsibilities z, (B, HW, K).
+the final responsibilities z as an assignment map (B, K, H, W): each
+position's responsibility of each basis, summing to 1 over the K bases.
 """
 from __future__ import annotations
 
@@ -61,9 +62,10 @@ def em_step(x: Tensor, bases: Tensor) -> tuple[Tensor, Tensor]:
     year=2019,
     paper_url="https://arxiv.org/abs/1907.13426",
     placement="stage",
+    map_kind="assignment",
 )
 class EMAttention(AttentionModule, nn.Module):
-    """x + BN(conv(relu(mu z^T))) with bases mu found by EM; ``attention_map`` is z, (B, HW, K)."""
+    """x + BN(conv(relu(mu z^T))) with bases mu found by EM; ``attention_map`` is z, (B, K, H, W)."""
 
     def __init__(self, channels: int, num_bases: int = 64, iterations: int = 3, momentum: float = 0.9) -> None:
         super().__init__()
@@ -101,6 +103,6 @@ class EMAttention(AttentionModule, nn.Module):
                     dist.all_reduce(batch_mean)
                     batch_mean /= dist.get_world_size()
                 self.bases.mul_(self.momentum).add_(batch_mean, alpha=1.0 - self.momentum)
-        self._record(z)
+        self._record(z.transpose(1, 2).unflatten(-1, (h, w)))
         recon = F.relu(recon).to(x.dtype).reshape(b, c, h, w)
         return x + self.norm(self.conv_out(recon))

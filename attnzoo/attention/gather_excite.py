@@ -42,10 +42,15 @@ __all__ = ["GatherExcite"]
     year=2018,
     paper_url="https://arxiv.org/abs/1810.12348",
     placement="block",
+    map_kind="channel",
 )
 class GatherExcite(AttentionModule, TimmGatherExcite):
     """x * sigmoid(upsampled average pool); ``attention_map`` is the gate, (B, C, 1, 1) for the global
-    extent, else (B, C, H, W)."""
+    extent, else (B, C, H, W).
+
+    The registry gives ge the ``channel`` map kind, the default global extent's; a module of another
+    extent says ``spatial`` through :attr:`map_kind`, and is drawn as such.
+    """
 
     def __init__(self, channels: int, extent: int = 0) -> None:
         check_positive_int("ge", "channels", channels)
@@ -54,6 +59,11 @@ class GatherExcite(AttentionModule, TimmGatherExcite):
         check_choice("ge", "extent", extent, [0, 2, 4, 8])
         super().__init__(channels, extent=extent, extra_params=False, use_mlp=False)
         self.channels = channels
+
+    @property
+    def map_kind(self) -> str:
+        """What ``attention_map`` is: a channel gate at the global extent, else a gate per channel and place."""
+        return "channel" if self.extent == 0 else "spatial"
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x, self.channels)

@@ -43,6 +43,7 @@ __all__ = ["GlobalContextBlock"]
     year=2019,
     paper_url="https://arxiv.org/abs/1904.11492",
     placement="block",
+    map_kind="spatial",
 )
 class GlobalContextBlock(AttentionModule, GlobalContext):
     """x + transform(attention-pooled context); ``attention_map`` is the pooling weights (B, 1, H, W)."""

@@ -39,6 +39,7 @@ __all__ = ["GlobalReasoning"]
     year=2019,
     paper_url="https://arxiv.org/abs/1811.12814",
     placement="stage",
+    map_kind="assignment",
 )
 class GlobalReasoning(AttentionModule, nn.Module):
     """x + BN(conv(GCN(X_state B^T / HW) B)); ``attention_map`` is the projection B, (B, N, H, W)."""

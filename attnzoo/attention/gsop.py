@@ -50,6 +50,7 @@ def covariance(z: Tensor) -> Tensor:
     year=2019,
     paper_url="https://arxiv.org/abs/1811.12006",
     placement="block",
+    map_kind="channel",
 )
 class GSoP(AttentionModule, nn.Module):
     """Channel gate from second-order statistics; ``attention_map`` is (B, C, 1, 1)."""

@@ -28,7 +28,8 @@ identity at initialisation, the library's convention for stage blocks:
 - No ReLU after the residual sum (the reference ends with one).
 
 ``decompose(x, steps, bases)`` exposes the factorisation itself.
-``attention_map`` is the final coefficients, (B, HW, R).
+``attention_map`` is the final coefficients as an assignment map (B, R, H, W):
+each position's (non-negative) coefficient on each of the R bases.
 """
 from __future__ import annotations
 
@@ -61,9 +62,10 @@ def _update_bases(x: Tensor, bases: Tensor, coef: Tensor) -> Tensor:
     year=2021,
     paper_url="https://arxiv.org/abs/2109.04553",
     placement="stage",
+    map_kind="assignment",
 )
 class Hamburger(AttentionModule, nn.Module):
-    """x + BN(conv(NMF_R(relu(conv(x))))); ``attention_map`` is the NMF coefficients, (B, HW, R)."""
+    """x + BN(conv(NMF_R(relu(conv(x))))); ``attention_map`` is the NMF coefficients, (B, R, H, W)."""
 
     def __init__(self, channels: int, rank: int = 64, train_steps: int = 6, eval_steps: int = 7) -> None:
         super().__init__()
@@ -105,5 +107,5 @@ class Hamburger(AttentionModule, nn.Module):
                 bases, coef = self.decompose(feats, self.eval_steps)
             coef = _update_coef(feats, bases, coef)  # the one step with gradient
             recon = bases @ coef.transpose(1, 2)
-        self._record(coef)
+        self._record(coef.transpose(1, 2).unflatten(-1, (h, w)))
         return x + self.norm(self.upper(recon.to(x.dtype).reshape(b, c, h, w)))

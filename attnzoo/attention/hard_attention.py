@@ -81,6 +81,7 @@ def _relaxed_top_k(logits: Tensor, k: int, tau: float) -> Tensor:
     year=2015,
     paper_url="https://arxiv.org/abs/1502.03044",
     placement="pool",
+    map_kind="items",
 )
 class HardAttentionPool(AttentionModule, nn.Module):
     """(B, N, D) -> (B, D), the mean of k selected items; ``attention_map`` is the 0/1 mask (B, N).

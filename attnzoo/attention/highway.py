@@ -32,6 +32,7 @@ __all__ = ["Highway"]
     year=2015,
     paper_url="https://arxiv.org/abs/1507.06228",
     placement="gate",
+    map_kind="gate",
 )
 class Highway(AttentionModule, nn.Module):
     """Gate between ``transform(x)`` and ``x``; ``attention_map`` is T(x), (B, C, H, W).

@@ -40,9 +40,13 @@ __all__ = ["NonLocal"]
     year=2018,
     paper_url="https://arxiv.org/abs/1711.07971",
     placement="stage",
+    map_kind="pairwise",
 )
 class NonLocal(AttentionModule, nn.Module):
-    """x + BN(W_z softmax(theta^T phi) g); ``attention_map`` is the weights (B, HW, HW)."""
+    """x + BN(W_z softmax(theta^T phi) g).
+
+    ``attention_map`` is the weights as a pairwise map (B, HW, H, W): query q (row-major) over the positions.
+    """
 
     def __init__(
         self,
@@ -75,7 +79,7 @@ class NonLocal(AttentionModule, nn.Module):
         q, k, v = (tokens(conv(x)) for conv in (self.theta, self.phi, self.g))  # (B, HW, d)
         # A head axis of 1: 4-D is the layout every SDPA backend and ONNX exporter accepts.
         y = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], scale=self.scale)[:, 0]
-        self._record(self.attention_weights(q, k) if is_recording() else None)
+        self._record(self.attention_weights(q, k).unflatten(-1, (h, w)) if is_recording() else None)
         y = y.transpose(1, 2).reshape(b, -1, h, w)
         return x + self.norm(self.out(y))
 

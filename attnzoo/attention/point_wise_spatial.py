@@ -99,12 +99,13 @@ class _Branch(nn.Module):
     year=2018,
     paper_url="https://doi.org/10.1007/978-3-030-01240-3_17",
     placement="stage",
+    map_kind="pairwise",
 )
 class PointwiseSpatialAttention(AttentionModule, nn.Module):
     """x + BN(proj([collect; distribute])).
 
-    ``attention_map`` is the collect weights at the working size, (B, hw, hw), [b, target, source]; each row
-    sums to 1.
+    ``attention_map`` is the collect weights at the working size h x w (``feature_size``), as a pairwise map
+    (B, hw, h, w): target position t (row-major) over its sources; each target's weights sum to 1.
     """
 
     def __init__(self, channels: int, rd_ratio: float = 1 / 4, feature_size: int | tuple[int, int] = 14) -> None:
@@ -130,7 +131,7 @@ class PointwiseSpatialAttention(AttentionModule, nn.Module):
         # distribute: each source's map, read at the target.
         attn_col = softmax_fp32(maps_col.transpose(1, 2), dim=-1)
         attn_dis = softmax_fp32(maps_dis, dim=-1)
-        self._record(attn_col)
+        self._record(attn_col.unflatten(-1, self.feature_size))
         out = torch.cat([z_col.flatten(2) @ attn_col.transpose(1, 2), z_dis.flatten(2) @ attn_dis.transpose(1, 2)], 1)
         out = _resize(out.unflatten(2, self.feature_size), tuple(x.shape[-2:]))
         return x + self.norm(self.proj(out))

@@ -12,13 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from torch import nn
+from torch import Tensor, nn
 
 __all__ = [
     "FAMILIES",
+    "MAP_KINDS",
+    "MAP_LAYOUTS",
     "PLACEMENTS",
     "AttentionInfo",
     "attention_info",
+    "check_attention_map",
     "create_attention",
     "list_attentions",
     "register_attention",
@@ -35,6 +38,22 @@ FAMILIES = ("generic", "channel", "spatial", "branch", "channel+spatial", "spati
 #   head  - on top of the network
 PLACEMENTS = ("block", "stage", "conv", "gate", "pool", "head")
 
+# What a mechanism's ``attention_map`` is, by kind: its layout, then what it holds. attnzoo.viz draws
+# each kind in the form its papers use (docs/attention.md, "Pictures").
+MAP_LAYOUTS = {
+    "spatial": "(B, K, H, W): K maps of weights or gates over the positions of the feature map",
+    "pairwise": "(B, HW, H, W): for each query position, in row-major order, its weights over the H x W positions",
+    "assignment": "(B, K, H, W): each position's weight on each of K bases or graph nodes",
+    "channel": "(B, C, 1, 1): a gate per channel",
+    "paths": "(B, M, C): per channel, weights over M parallel paths, from the smallest receptive field to the largest",
+    "routing": "(B, K): per example, weights over K kernels or experts",
+    "gate": "(B, C, H, W): a gate per channel and position, such as a highway layer's transform gate",
+    "items": "(B, N), or (B, N, P) for P parts: weights over N items (frames, regions)",
+}
+MAP_KINDS = tuple(MAP_LAYOUTS)
+# The kind a mechanism registered without one gets: by placement, else by family.
+_DEFAULT_MAP_KINDS = {"pool": "items", "conv": "routing", "gate": "gate", "channel": "channel"}
+
 
 @dataclass(frozen=True)
 class AttentionInfo:
@@ -46,6 +65,7 @@ class AttentionInfo:
     year: int
     paper_url: str
     placement: str
+    map_kind: str
 
 
 _REGISTRY: dict[str, tuple[Callable[..., nn.Module], AttentionInfo]] = {}
@@ -67,11 +87,16 @@ def register_attention(
     year: int,
     paper_url: str,
     placement: str,
+    map_kind: str | None = None,
 ) -> Callable[[T], T]:
     """Class decorator that makes a mechanism available by ``name``.
 
     The class is called as ``cls(channels, **kwargs)``; for ``conv`` placement
     ``channels`` is the input channel count of the convolution it replaces.
+    ``map_kind`` (one of ``MAP_KINDS``) says what its ``attention_map`` holds,
+    in the layout ``MAP_LAYOUTS`` gives, and so how ``attnzoo.viz`` draws it.
+    Left out, it follows the placement (``pool``: items, ``conv``: routing,
+    ``gate``: gate), else the family (``channel``: channel, any other: spatial).
     """
     if not name or not isinstance(name, str) or name != name.strip() or "-" in name or "." in name:
         raise ValueError(
@@ -81,7 +106,11 @@ def register_attention(
         raise ValueError(f"attention {name!r}: family must be one of {FAMILIES}, got {family!r}")
     if placement not in PLACEMENTS:
         raise ValueError(f"attention {name!r}: placement must be one of {PLACEMENTS}, got {placement!r}")
-    info = AttentionInfo(name, family, title, int(year), paper_url, placement)
+    if map_kind is None:
+        map_kind = _DEFAULT_MAP_KINDS.get(placement, _DEFAULT_MAP_KINDS.get(family, "spatial"))
+    if map_kind not in MAP_KINDS:
+        raise ValueError(f"attention {name!r}: map_kind must be one of {MAP_KINDS}, got {map_kind!r}")
+    info = AttentionInfo(name, family, title, int(year), paper_url, placement, map_kind)
 
     def decorator(factory: T) -> T:
         if name in _REGISTRY:
@@ -110,8 +139,29 @@ def list_attentions(family: str | None = None) -> list[str]:
 
 
 def attention_info(name: str) -> AttentionInfo:
-    """Paper, family and placement of a registered mechanism."""
+    """Paper, family, placement and map kind of a registered mechanism."""
     return _lookup(name)[1]
+
+
+def _has_layout(kind: str, shape: tuple[int, ...]) -> bool:
+    if kind == "pairwise":
+        return len(shape) == 4 and shape[1] == shape[2] * shape[3]
+    if kind == "channel":
+        return len(shape) == 4 and shape[2:] == (1, 1)
+    if kind == "items":
+        return len(shape) in (2, 3)
+    return len(shape) == {"paths": 3, "routing": 2}.get(kind, 4)
+
+
+def check_attention_map(what: str, kind: str, attention_map: Tensor) -> None:
+    """Raise ValueError, naming ``what`` (a mechanism or a module), unless ``attention_map`` has the layout of
+    ``kind`` (``MAP_LAYOUTS``)."""
+    if kind not in MAP_KINDS:
+        raise ValueError(f"{what}: map kind must be one of {MAP_KINDS}, got {kind!r}")
+    if not isinstance(attention_map, Tensor) or not _has_layout(kind, tuple(attention_map.shape)):
+        is_tensor = isinstance(attention_map, Tensor)
+        got = f"shape {tuple(attention_map.shape)}" if is_tensor else type(attention_map).__name__
+        raise ValueError(f"{what}: a {kind} attention map is {MAP_LAYOUTS[kind].split(':')[0]}, got {got}")
 
 
 def create_attention(name: str, channels: int, **kwargs: Any) -> nn.Module:

@@ -26,6 +26,7 @@ __all__ = ["SqueezeExcite"]
     year=2018,
     paper_url="https://arxiv.org/abs/1709.01507",
     placement="block",
+    map_kind="channel",
 )
 class SqueezeExcite(AttentionModule, SEModule):
     """Channel gate ``sigmoid(W2 relu(W1 GAP(x)))``; ``attention_map`` is (B, C, 1, 1)."""

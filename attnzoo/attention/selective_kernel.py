@@ -33,9 +33,14 @@ __all__ = ["SelectiveKernel"]
     year=2019,
     paper_url="https://arxiv.org/abs/1903.06586",
     placement="conv",
+    map_kind="paths",
 )
 class SelectiveKernel(AttentionModule, _TimmSelectiveKernel):
-    """Drop-in for a k x k conv (+BN+ReLU); ``attention_map`` is the path weights (B, M, C_out)."""
+    """Drop-in for a k x k conv (+BN+ReLU); ``attention_map`` is the path weights (B, M, C_out).
+
+    Path m is a 3x3 conv of dilation m + 1, so the paths come from the smallest receptive field to the
+    largest, as the ``paths`` map kind has them; the weights sum to 1 over the paths.
+    """
 
     # Backbones drop the BN and ReLU after the conv this replaces: every path has its own.
     replaces_norm_act = True

@@ -31,9 +31,13 @@ __all__ = ["SelfAttention2d"]
     year=2017,
     paper_url="https://arxiv.org/abs/1706.03762",
     placement="stage",
+    map_kind="pairwise",
 )
 class SelfAttention2d(AttentionModule, nn.Module):
-    """x + BN(proj(MHSA(x))); ``attention_map`` is the head-averaged weights (B, HW, HW)."""
+    """x + BN(proj(MHSA(x))).
+
+    ``attention_map`` is the head-averaged weights (B, HW, H, W): query q (row-major) over the positions.
+    """
 
     def __init__(self, channels: int, num_heads: int = 8, pos_embed: str | None = "sincos", qkv_bias: bool = False):
         super().__init__()
@@ -63,7 +67,7 @@ class SelfAttention2d(AttentionModule, nn.Module):
         heads = lambda t: t.reshape(b, self.num_heads, c // self.num_heads, h * w).transpose(-1, -2).contiguous()  # noqa: E731
         q, k, v = heads(q), heads(k), heads(v)
         out = F.scaled_dot_product_attention(q, k, v)
-        self._record(self.attention_weights(q, k) if is_recording() else None)
+        self._record(self.attention_weights(q, k).unflatten(-1, (h, w)) if is_recording() else None)
         out = out.transpose(-1, -2).reshape(b, c, h, w)
         return x + self.norm(self.proj(out))
 

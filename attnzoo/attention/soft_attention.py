@@ -31,6 +31,7 @@ def additive_scorer(channels: int, hidden: int) -> nn.Module:
     year=2015,
     paper_url="https://arxiv.org/abs/1502.03044",
     placement="pool",
+    map_kind="items",
 )
 class SoftAttentionPool(AttentionModule, nn.Module):
     """(B, N, D) -> (B, D); ``attention_map`` is the weights (B, N)."""

@@ -47,6 +47,7 @@ _EPS = 1e-12
     year=2019,
     paper_url="https://arxiv.org/abs/1811.04129",
     placement="pool",
+    map_kind="items",
 )
 class SpatialTemporalAttention(AttentionModule, nn.Module):
     """(B, T, C, H, W) -> (B, 2C) [discriminative, global]; ``attention_map`` is the part scores (B, T, K)."""

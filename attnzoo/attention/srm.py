@@ -43,6 +43,7 @@ def style_pool(x: Tensor) -> Tensor:
     year=2019,
     paper_url="https://arxiv.org/abs/1903.10829",
     placement="block",
+    map_kind="channel",
 )
 class SRM(AttentionModule, nn.Module):
     """Channel gate from style statistics; ``attention_map`` is (B, C, 1, 1)."""

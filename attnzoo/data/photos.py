@@ -60,6 +60,7 @@ __all__ = [
     "PhotosData",
     "RandomPatches",
     "collate_named",
+    "photo",
     "protocol_pair",
 ]
 
@@ -102,6 +103,12 @@ def _photo(name: str, channels: int) -> np.ndarray:
     else:
         image = rgb2gray(pixels)[:, :, None] if channels == 1 else pixels / 255
     return image.astype(np.float32)
+
+
+def photo(name: str, channels: int = 3) -> Tensor:
+    """A photo of ``skimage.data`` (bundled, offline) as float32 (channels, H, W) in [0, 1], ``channels`` 1 or 3:
+    colour to grey by rgb2gray, grey repeated to RGB."""
+    return _tensor(_photo(name, channels))
 
 
 def _centre(image: np.ndarray, size: int) -> np.ndarray:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -16,7 +18,7 @@ from attnzoo.backbones import AttentionResNet, BackboneSpec, create_model
 from ._common import TaskModule
 from .finetuning import FINETUNE_STRATEGIES, BackboneFreeze, DynamicConvTemperature, has_dynamic_conv
 
-__all__ = ["ImageClassifier"]
+__all__ = ["ImageClassifier", "show_classifier"]
 
 # A data module's attributes that describe its images (timm's data config keys).
 _DATA_CONFIG = ("input_size", "mean", "std", "interpolation", "crop_pct")
@@ -143,3 +145,125 @@ class ImageClassifier(TaskModule):
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+
+
+# What `attnzoo show` shows a classifier. A digit-sized network (at most 64 pixels a side) or a grey one: the
+# first DigitsData test digits, compared by true class. Any other: scikit-image photos (bundled), each
+# cropped a few ways and compared by photo.
+_DIGITS_COMPARED = 200
+_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+_CROPS = 4
+# The object zooms at which a selective kernel's attention is compared, besides 1 (SKNet's 1.5x and 2x).
+_ZOOMS = (1.5, 2.0)
+
+
+@dataclass(frozen=True)
+class _Examples:
+    """What a classifier is shown: images (N, 1 or 3, H, W) in [0, 1] at its input size, the group of each
+    (its true class, or the photo it was cropped from), which the pictures compare, and where they come
+    from; a row's title is ``row_title`` with the prediction and the group filled in."""
+
+    images: Tensor
+    groups: list[str]
+    group_by: str
+    source: str
+    row_title: str
+
+
+def show_classifier(model: nn.Module | str | Path, path: str | Path, count: int = 4, dpi: int = 120) -> Path:
+    """Draw what a classifier's attention does: its maps as :func:`attnzoo.viz.draw` draws each kind.
+
+    A network of at most 64 pixels a side, or a grey one, is shown DigitsData's test digits: the first
+    ``count`` (1..32) in rows, with its prediction and the maps drawn per image (spatial, pairwise,
+    assignment), and the first 200 for the pictures that compare classes (channel gates, routing
+    weights, gates), by true class. Any other network is shown scikit-image's photos ``astronaut``,
+    ``chelsea``, ``coffee`` and ``rocket`` (bundled, offline; ``count`` 1..4 of them in rows), each
+    cropped four ways (its centre square, then three random squares, seeded), compared by photo. A
+    selective-kernel network also sees every example with its centre zoomed 1.5x and 2x, SKNet's test of
+    how its attention follows an object's size. The images are resized to the network's input size and
+    normalised with its mean and std (``pretrained_cfg``).
+
+    Args:
+        model: a classification network from attnzoo (``create_model``, ``load``) or anything
+            ``attnzoo.load`` takes.
+        path: the PNG to write.
+        count: the examples drawn in rows.
+        dpi: the PNG's resolution, dots per inch.
+
+    A network without attention modules is a ValueError: there is nothing to draw.
+    """
+    from attnzoo import viz
+
+    model = viz.task_model(model, "classification", "show_classifier")
+    cfg = model.pretrained_cfg
+    name = cfg.get("name") or cfg.get("architecture")
+    found = viz.mechanisms(model)
+    if not found:
+        raise ValueError(f"{name!r} has no attention modules: there is nothing to draw")
+    channels, height, width = cfg["input_size"]
+    digits = channels == 1 or max(height, width) <= 64
+    most = 32 if digits else len(_PHOTOS)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= most:
+        raise ValueError(f"count must be an integer in 1..{most}, got {count!r}")
+    examples = _digits((height, width)) if digits else _photos((height, width), channels)
+    mean = torch.tensor(cfg["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(cfg["std"]).view(1, -1, 1, 1)
+
+    def prepared(images: Tensor) -> Tensor:
+        return (images.expand(-1, channels, -1, -1) - mean) / std
+
+    logits, maps = viz.attention_maps(model, prepared(examples.images))
+    zoomed = None
+    if any(mechanism.kind == "paths" for mechanism in found.values()):
+        zoomed = {f: viz.attention_maps(model, prepared(viz.zoom(examples.images, f)))[1] for f in _ZOOMS}
+    labels = cfg.get("labels") or [f"class {i}" for i in range(logits.shape[1])]
+    titles = [
+        examples.row_title.format(predicted=labels[p], group=group)
+        for p, group in zip(logits[:count].argmax(1).tolist(), examples.groups)
+    ]
+    return viz.draw(
+        examples.images, maps, path, model, rows=count, row_titles=titles, groups=examples.groups,
+        group_by=examples.group_by, zoomed=zoomed, title=f"{name}: {examples.source}", dpi=dpi,
+    )
+
+
+def _digits(size: tuple[int, int]) -> _Examples:
+    from attnzoo.data import DigitsData
+
+    test = DigitsData(augment=False, in_chans=1).test_set
+    images = F.interpolate(test.images[:_DIGITS_COMPARED], size=size, mode="bilinear", align_corners=False)
+    truths = [str(t) for t in test.targets[:_DIGITS_COMPARED].tolist()]
+    return _Examples(images, truths, "true class", "DigitsData test digits", "{predicted} (true {group})")
+
+
+def _photos(size: tuple[int, int], channels: int) -> _Examples:
+    """Each photo's centre square, then random squares of it, resized; crop-major, so that the first examples
+    are the photos' centres."""
+    from attnzoo.data.photos import photo
+
+    generator = torch.Generator().manual_seed(0)
+    photos = [photo(name, 3 if channels == 3 else 1) for name in _PHOTOS]
+    squares = [_square(image, generator if index else None) for index in range(_CROPS) for image in photos]
+    images = torch.stack(
+        [F.interpolate(s[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0] for s in squares]
+    )
+    source = f"scikit-image photos, {_CROPS} crops of each"
+    return _Examples(images.clamp(0, 1), list(_PHOTOS) * _CROPS, "photo", source, "{group}: {predicted}")
+
+
+def _square(image: Tensor, generator: torch.Generator | None) -> Tensor:
+    """The centre square of an image (C, H, W); with a generator, a random square of a third to all of its
+    shorter side, mirrored half the time."""
+    height, width = image.shape[-2:]
+    shorter = min(height, width)
+    if generator is None:
+        top, left = (height - shorter) // 2, (width - shorter) // 2
+        return image[:, top : top + shorter, left : left + shorter]
+
+    def uniform(high: int) -> int:
+        return int(torch.randint(high, (1,), generator=generator))
+
+    side = shorter // 3 + uniform(shorter - shorter // 3 + 1)
+    top, left = uniform(height - side + 1), uniform(width - side + 1)
+    square = image[:, top : top + side, left : left + side]
+    return square.flip(-1) if uniform(2) else square

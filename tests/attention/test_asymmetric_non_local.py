@@ -36,8 +36,8 @@ def test_pyramid_pooling_gives_110_anchors():
     assert m.num_anchors == 110
     with record():
         m(torch.randn(2, 8, 7, 9))
-    assert m.attention_map.shape == (2, 63, 110)
-    torch.testing.assert_close(m.attention_map.sum(-1), torch.ones(2, 63))
+    assert m.attention_map.shape == (2, 63, 7, 9)  # each query's weights over the positions
+    torch.testing.assert_close(m.attention_map.sum((-2, -1)), torch.ones(2, 63))
 
 
 @pytest.mark.parametrize("size", [(7, 9), (8, 8), (2, 3)])
@@ -61,7 +61,13 @@ def test_output_matches_matmul_softmax_matmul_over_pooled_keys(size):
     with record():
         out = m(x)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(m.attention_map, attn, rtol=1e-4, atol=1e-6)
+    # An anchor's weight spread evenly over the positions it pools: the weight each position's value gets.
+    hw = size[0] * size[1]
+    shares = hand_pyramid_pool(torch.eye(hw).view(hw, 1, *size), sizes)[:, 0]  # (HW, S)
+    torch.testing.assert_close(m.attention_map, (attn @ shares.T).view(2, hw, *size), rtol=1e-4, atol=1e-6)
+    values = conv1x1(m.value, x).flatten(2)  # (B, dv, HW): the values at every position, unpooled
+    spread = m.attention_map.flatten(-2) @ values.transpose(1, 2)
+    torch.testing.assert_close(spread.transpose(1, 2).reshape(2, dv, *size), context, rtol=1e-4, atol=1e-5)
 
 
 def test_defaults_and_custom_pyramid():
@@ -73,7 +79,7 @@ def test_defaults_and_custom_pyramid():
     assert m.num_anchors == 20
     with record():
         m(torch.randn(1, 8, 5, 5))
-    assert m.attention_map.shape == (1, 25, 20)
+    assert m.attention_map.shape == (1, 25, 5, 5)
     assert attnzoo.create_attention("ann", 1).query_key[0].out_channels == 1
 
 

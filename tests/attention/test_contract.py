@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import attnzoo
+from attnzoo.attention import check_attention_map
 
 from .helpers import CHANNELS, example_input, expected_shape, randomize_zero_params
 
@@ -118,6 +119,36 @@ def test_attention_map_is_kept_only_while_recording(name):
     assert not amap.requires_grad
     m(x)
     assert m.attention_map is None
+
+
+# Besides its kind's layout, what each built-in's map holds: the dimensions over which its weights sum to 1
+# (a softmax over positions, bases, paths, kernels or items; hard's one selected item), or gates in [0, 1].
+SUMS_TO_ONE = {
+    "nl": (-2, -1), "dnl": (-2, -1), "cc": (-2, -1), "ann": (-2, -1), "psa": (-2, -1), "self": (-2, -1),
+    "gc": (1, 2, 3), "ema": (1,), "sk": (1,), "dyconv": (1,), "soft": (1,), "hard": (1,), "sta": (1,),
+}
+GATES = {"se", "eca", "srm", "gsop", "ge", "cbam", "canet", "highway", "condconv"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_attention_map_has_the_layout_of_its_kind(name):
+    m = randomize_zero_params(build(name)).eval()
+    x = example_input(name, batch=2)
+    with attnzoo.viz.record():
+        m(x)
+    kind = attnzoo.viz.mechanisms(m)[""].kind  # the module itself
+    assert kind == attnzoo.attention_info(name).map_kind
+    amap = m.attention_map
+    check_attention_map(name, kind, amap)
+    if kind in ("spatial", "pairwise", "assignment", "gate") and name != "psa":  # psa: at its working size
+        assert amap.shape[-2:] == x.shape[-2:]
+    if name in SUMS_TO_ONE:
+        torch.testing.assert_close(amap.sum(SUMS_TO_ONE[name]), torch.ones_like(amap.sum(SUMS_TO_ONE[name])))
+        assert (amap >= 0).all()
+    elif name in GATES:
+        assert ((amap >= 0) & (amap <= 1)).all()
+    else:  # glore's projection may take any value; ham's coefficients are non-negative
+        assert name in ("glore", "ham") and (name == "glore" or (amap >= 0).all())
 
 
 @pytest.mark.parametrize("name", NAMES)

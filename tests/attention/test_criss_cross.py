@@ -66,29 +66,24 @@ def test_equals_dense_attention_with_a_criss_cross_mask(recurrence):
         out = m(x)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
-    # The recorded map of the last step, read off the dense weights: [:H] column j, [H:] row i.
-    amap = m.attention_map
-    assert amap.shape == (2, 5, 6, 5 + 6)
-    dense = dense.view(2, 5, 6, 5, 6)
-    expected = torch.zeros(2, 5, 6, 5 + 6)
-    for i in range(5):
-        for j in range(6):
-            expected[:, i, j, :5] = dense[:, i, j, :, j]
-            expected[:, i, j, i] = 0  # counted once, in the row part
-            expected[:, i, j, 5:] = dense[:, i, j, i, :]
-    torch.testing.assert_close(amap, expected, rtol=1e-5, atol=1e-6)
+    # The recorded map of the last step is the dense masked attention, each query over the 5 x 6 positions.
+    assert m.attention_map.shape == (2, 30, 5, 6)
+    torch.testing.assert_close(m.attention_map.flatten(-2), dense, rtol=1e-5, atol=1e-6)
 
 
-def test_weights_cover_h_plus_w_minus_one_keys_and_sum_to_one():
+def test_weights_cover_the_h_plus_w_minus_one_positions_of_the_cross_and_sum_to_one():
     torch.manual_seed(0)
     m = build()
     with record():
         m(torch.randn(2, 16, 5, 6))
-    amap = m.attention_map
-    torch.testing.assert_close(amap.sum(-1), torch.ones(2, 5, 6))
-    assert ((amap > 0).sum(-1) == 5 + 6 - 1).all()
-    diag = torch.arange(5)
-    assert (amap[:, diag, :, diag] == 0).all()  # each position's own entry in its column part
+    amap = m.attention_map.view(2, 5, 6, 5, 6)  # query (i, j), key (r, s)
+    torch.testing.assert_close(amap.sum((-2, -1)), torch.ones(2, 5, 6))
+    assert ((amap > 0).sum((-2, -1)) == 5 + 6 - 1).all()
+    for i in range(5):
+        for j in range(6):
+            off_cross = torch.ones(5, 6, dtype=torch.bool)
+            off_cross[i, :] = off_cross[:, j] = False
+            assert (amap[:, i, j][:, off_cross] == 0).all()
 
 
 class LargestTensor(TorchDispatchMode):

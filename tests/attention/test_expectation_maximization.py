@@ -44,8 +44,10 @@ def test_output_matches_reference_em():
         out = m(x)
     ref, _, z = reference(m, x, bases0)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(m.attention_map, z, rtol=1e-4, atol=1e-6)
-    assert m.attention_map.shape == (2, 35, 8)
+    # An assignment map: each position's responsibilities (B, K, H, W), summing to 1 over the bases.
+    assert m.attention_map.shape == (2, 8, 5, 7)
+    torch.testing.assert_close(m.attention_map, z.transpose(1, 2).reshape(2, 8, 5, 7), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(m.attention_map.sum(1), torch.ones(2, 5, 7))
 
 
 def test_bases_fixed_in_eval_and_moving_average_in_training():

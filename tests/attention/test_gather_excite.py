@@ -66,3 +66,10 @@ def test_one_by_one_input(e):
 )
 def test_bad_arguments(channels, kwargs):
     assert_bad_arguments("ge", channels, **kwargs)
+
+
+def test_map_kind_follows_the_extent():
+    # The registry's kind is the global extent's; a local extent gates per channel and place.
+    assert attnzoo.attention_info("ge").map_kind == "channel"
+    assert viz.mechanisms(attnzoo.create_attention("ge", 4))[""].kind == "channel"
+    assert viz.mechanisms(attnzoo.create_attention("ge", 4, extent=2))[""].kind == "spatial"

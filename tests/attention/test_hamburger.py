@@ -59,8 +59,8 @@ def test_eval_matches_reference_with_seven_steps():
         out = m(x)
     ref, coef = reference(m, x, steps=7)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(m.attention_map, coef, rtol=1e-4, atol=1e-6)
-    assert m.attention_map.shape == (2, 35, 4)
+    assert m.attention_map.shape == (2, 4, 5, 7)  # each position's coefficient on each basis
+    torch.testing.assert_close(m.attention_map, coef.transpose(1, 2).reshape(2, 4, 5, 7), rtol=1e-4, atol=1e-6)
     assert not torch.allclose(out, reference(m, x, steps=6)[0], rtol=1e-4, atol=1e-5)
 
 

@@ -31,8 +31,9 @@ def test_matches_hand_written_embedded_gaussian(use_scale):
     with viz.record():
         out = m(x)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(m.attention_map, weights, rtol=1e-4, atol=1e-6)
-    assert m.attention_map.shape == (2, 35, 35)
+    # A pairwise map: query q's row of the weights, over the 5 x 7 positions.
+    assert m.attention_map.shape == (2, 35, 5, 7)
+    torch.testing.assert_close(m.attention_map.flatten(-2), weights, rtol=1e-4, atol=1e-6)
 
 
 def test_no_scale_by_default():

@@ -80,9 +80,10 @@ def test_output_matches_hand_written_psa(size):
     with record():
         out = m(x)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
-    assert m.attention_map.shape == (2, 12, 12)
-    torch.testing.assert_close(m.attention_map, collect_weights, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(m.attention_map.sum(-1), torch.ones(2, 12))
+    # Each target of the 3 x 4 working size over its sources, whatever the input's size.
+    assert m.attention_map.shape == (2, 12, 3, 4)
+    torch.testing.assert_close(m.attention_map.flatten(-2), collect_weights, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(m.attention_map.sum((-2, -1)), torch.ones(2, 12))
 
 
 def test_defaults():

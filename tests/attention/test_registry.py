@@ -5,32 +5,32 @@ from torch import nn
 import attnzoo
 from attnzoo.attention import registry
 
-# shared/DESIGN.md's table.
+# shared/DESIGN.md's table, and the kind of map each records (what attnzoo.viz draws it as).
 EXPECTED = {
-    "soft": ("generic", "pool"),
-    "hard": ("generic", "pool"),
-    "self": ("generic", "stage"),
-    "se": ("channel", "block"),
-    "gsop": ("channel", "block"),
-    "srm": ("channel", "block"),
-    "eca": ("channel", "block"),
-    "highway": ("branch", "gate"),
-    "sk": ("branch", "conv"),
-    "condconv": ("branch", "conv"),
-    "dyconv": ("branch", "conv"),
-    "nl": ("spatial", "stage"),
-    "dnl": ("spatial", "stage"),
-    "cc": ("spatial", "stage"),
-    "ema": ("spatial", "stage"),
-    "ann": ("spatial", "stage"),
-    "gc": ("spatial", "block"),
-    "glore": ("spatial", "stage"),
-    "ham": ("spatial", "stage"),
-    "ge": ("spatial", "block"),
-    "psa": ("spatial", "stage"),
-    "cbam": ("channel+spatial", "block"),
-    "canet": ("channel+spatial", "block"),
-    "sta": ("spatial+temporal", "pool"),
+    "soft": ("generic", "pool", "items"),
+    "hard": ("generic", "pool", "items"),
+    "self": ("generic", "stage", "pairwise"),
+    "se": ("channel", "block", "channel"),
+    "gsop": ("channel", "block", "channel"),
+    "srm": ("channel", "block", "channel"),
+    "eca": ("channel", "block", "channel"),
+    "highway": ("branch", "gate", "gate"),
+    "sk": ("branch", "conv", "paths"),
+    "condconv": ("branch", "conv", "routing"),
+    "dyconv": ("branch", "conv", "routing"),
+    "nl": ("spatial", "stage", "pairwise"),
+    "dnl": ("spatial", "stage", "pairwise"),
+    "cc": ("spatial", "stage", "pairwise"),
+    "ema": ("spatial", "stage", "assignment"),
+    "ann": ("spatial", "stage", "pairwise"),
+    "gc": ("spatial", "block", "spatial"),
+    "glore": ("spatial", "stage", "assignment"),
+    "ham": ("spatial", "stage", "assignment"),
+    "ge": ("spatial", "block", "channel"),
+    "psa": ("spatial", "stage", "pairwise"),
+    "cbam": ("channel+spatial", "block", "spatial"),
+    "canet": ("channel+spatial", "block", "spatial"),
+    "sta": ("spatial+temporal", "pool", "items"),
 }
 
 
@@ -40,18 +40,18 @@ def scratch_registry(monkeypatch):
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 
 
-def test_every_mechanism_is_listed_with_its_family_and_placement():
+def test_every_mechanism_is_listed_with_its_family_placement_and_map_kind():
     names = attnzoo.list_attentions()
     assert set(names) == set(EXPECTED)
     assert names == sorted(names)
-    for name, (family, placement) in EXPECTED.items():
+    for name, (family, placement, kind) in EXPECTED.items():
         info = attnzoo.attention_info(name)
-        assert (info.name, info.family, info.placement) == (name, family, placement)
+        assert (info.name, info.family, info.placement, info.map_kind) == (name, family, placement, kind)
         assert info.title and 2000 < info.year < 2030 and info.paper_url.startswith("https://")
 
 
 def test_list_by_family():
-    assert attnzoo.list_attentions("channel") == sorted(n for n, (f, _) in EXPECTED.items() if f == "channel")
+    assert attnzoo.list_attentions("channel") == sorted(n for n, (f, _, _) in EXPECTED.items() if f == "channel")
     assert set(attnzoo.list_attentions("branch")) == {"highway", "sk", "condconv", "dyconv"}
     with pytest.raises(ValueError, match="'channels'.*Did you mean 'channel'"):
         attnzoo.list_attentions("channels")
@@ -92,6 +92,7 @@ def test_user_registered_mechanism_is_created_by_name(scratch_registry):
         (dict(name="x-y"), "without '-'"),
         (dict(name="new", family="colour"), "family must be one of"),
         (dict(name="new", placement="anywhere"), "placement must be one of"),
+        (dict(name="new", map_kind="heatmap"), r"attention 'new': map_kind must be one of \('spatial', 'pairwise'"),
     ],
 )
 def test_bad_registrations_raise(scratch_registry, kwargs, message):
@@ -100,3 +101,36 @@ def test_bad_registrations_raise(scratch_registry, kwargs, message):
     name = args.pop("name")
     with pytest.raises(ValueError, match=message):
         attnzoo.register_attention(name, **args)(type("M", (nn.Module,), {}))
+
+
+@pytest.mark.parametrize(
+    "family, placement, kind",
+    [
+        ("generic", "pool", "items"),
+        ("branch", "conv", "routing"),
+        ("branch", "gate", "gate"),
+        ("channel", "block", "channel"),
+        ("spatial", "block", "spatial"),
+        ("spatial", "stage", "spatial"),
+        ("channel+spatial", "block", "spatial"),
+    ],
+)
+def test_map_kind_left_out_follows_the_placement_else_the_family(scratch_registry, family, placement, kind):
+    attnzoo.register_attention(
+        "unkinded", family=family, title="t", year=2026, paper_url="https://example.org", placement=placement
+    )(type("M", (nn.Module,), {}))
+    assert attnzoo.attention_info("unkinded").map_kind == kind
+
+
+def test_check_attention_map_names_the_layout_expected():
+    from attnzoo.attention import MAP_KINDS, MAP_LAYOUTS, check_attention_map
+
+    assert MAP_KINDS == tuple(MAP_LAYOUTS)
+    check_attention_map("m", "pairwise", torch.zeros(2, 12, 3, 4))
+    check_attention_map("m", "items", torch.zeros(2, 5, 4))
+    with pytest.raises(ValueError, match=r"m: a pairwise attention map is \(B, HW, H, W\), got shape \(2, 12, 4, 4\)"):
+        check_attention_map("m", "pairwise", torch.zeros(2, 12, 4, 4))
+    with pytest.raises(ValueError, match=r"a channel attention map is \(B, C, 1, 1\), got shape \(2, 8, 3, 3\)"):
+        check_attention_map("m", "channel", torch.zeros(2, 8, 3, 3))
+    with pytest.raises(ValueError, match="map kind must be one of"):
+        check_attention_map("m", "heatmap", torch.zeros(2, 8))
