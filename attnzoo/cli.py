@@ -266,7 +266,8 @@ def _tools(argv: Sequence[str]) -> int:
         "the degraded image; on the benchmark's test photos degraded as it degrades them, or on your own "
         "clean images with --image, degraded as the network was trained (at --level for a blind network). "
         "A video re-ID network: query tracklets of TrackletsData's test split with each frame's weight, then "
-        "their best-ranked gallery tracklets, framed green for the same person and red otherwise.",
+        "their best-ranked gallery tracklets, framed green for the same person and red otherwise; for STA, "
+        "the query frames again below with their weight per horizontal part.",
     )
     show.add_argument(
         "model", help="a zoo name, a model folder, a Hub repo id, or a model name (drawn with random weights)"

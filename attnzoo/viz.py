@@ -24,12 +24,9 @@ mechanism you register with a ``map_kind`` is drawn too:
 - ``gate`` (highway): the mean gate of each layer, per class (highway networks);
 - ``items`` (soft, hard, sta): the items (frames) with their weights, STA's per horizontal part.
 
-``attnzoo show`` draws a model's maps on its task's pictures (``attnzoo.tasks.show``):
-:func:`attnzoo.tasks.show_classifier` on test digits or bundled photos for a classifier,
-:func:`show_detections` its boxes and its backbone's maps on images for a detector,
-:func:`show_restoration` degraded, restored and clean images and its maps for a restoration network,
-:func:`show_reid` query tracklets with their best-ranked gallery tracklets and the weight of each frame
-for a video re-ID network.
+What a model's picture shows besides its maps (digits, boxes, restored images, ranked tracklets) belongs
+to its task: ``attnzoo show`` draws a model with its task's function (``attnzoo.tasks.show``), which
+hands :func:`draw` the examples, their maps, and its own pictures (``boxes``, ``panels``, ``sections``).
 """
 from __future__ import annotations
 
@@ -47,10 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = [
-    "Mechanism", "attention_maps", "draw", "is_recording", "mechanisms", "record", "show_detections", "show_reid",
-    "show_restoration", "task_model", "zoom",
-]
+__all__ = ["Mechanism", "Section", "attention_maps", "draw", "is_recording", "mechanisms", "record", "zoom"]
 
 # A plain module global rather than a ContextVar: torch.compile traces reads of
 # globals (and guards on them), whereas ContextVar.get() breaks the graph.
@@ -188,8 +182,9 @@ class _Page:
 
 
 @dataclass(frozen=True)
-class _Section:
-    """One picture of the page: its size in inches, a caption, and how it draws itself into a (sub)figure."""
+class Section:
+    """One picture of :func:`draw`'s page: its size in inches, a caption, and how it draws itself into a
+    matplotlib (sub)figure; a task gives its own (a re-ID network's rankings) as ``draw(sections=...)``."""
 
     width: float
     height: float
@@ -217,6 +212,7 @@ def draw(
     max_columns: int = 9,
     boxes: Sequence[tuple[Tensor, Sequence[str]]] | None = None,
     panels: Sequence[Sequence[tuple[Tensor, str]]] | None = None,
+    sections: Sequence[Section] = (),
     dpi: int = 120,
 ) -> Path:
     """A PNG of what each attention module of ``model`` does, drawn as its map's kind is explained.
@@ -250,18 +246,19 @@ def draw(
         boxes: per row, boxes (N, 4) xyxy in its image's pixels and a caption for each, drawn on the image.
         panels: per row, more pictures with their captions, (H, W) or (C, H, W) in [0, 1], drawn after the
             image and before the maps; every row has as many.
+        sections: the caller's own pictures, drawn first, above the maps' (each a :class:`Section`).
         dpi: the PNG's resolution, dots per inch.
     """
     page = _page(images, maps, model, rows, row_titles, groups, group_by, zoomed, items, max_columns, boxes, panels)
     drawers = (_rows_section, _channel_section, _paths_section, _routing_section, _gate_section)
-    sections = [section for section in (drawer(page) for drawer in drawers) if section is not None]
-    sections += [_items_section(page, name) for name in page.names("items") if page.rows]
-    if not sections:
+    drawn = [section for section in (drawer(page) for drawer in drawers) if section is not None]
+    drawn += [_items_section(page, name) for name in page.names("items") if page.rows]
+    if not drawn and not sections:
         raise ValueError(
             "nothing to draw: no attention maps (a model without attention modules, or a forward pass outside "
             "attnzoo.viz.record()), no boxes, no panels"
         )
-    return _save(_compose(sections, title), path, dpi)
+    return _save(_compose([*sections, *drawn], title), path, dpi)
 
 
 def _page(
@@ -339,7 +336,7 @@ def _grouped(groups: Sequence[str] | None, count: int) -> dict[str, list[int]]:
     return {group: members[group] for group in sorted(largest)}
 
 
-def _compose(sections: Sequence[_Section], title: str | None) -> Any:
+def _compose(sections: Sequence[Section], title: str | None) -> Any:
     """One figure holding the sections one below the other (each a subfigure when there are several)."""
     from matplotlib.figure import Figure  # drawn without pyplot: no display, no global state
 
@@ -389,7 +386,7 @@ def _overlay(ax: Any, picture: np.ndarray, attention: Tensor) -> None:
     ax.imshow(up[0, 0].numpy(), cmap="inferno", alpha=0.6)
 
 
-def _rows_section(page: _Page) -> _Section | None:
+def _rows_section(page: _Page) -> Section | None:
     """A row per image: the image (with its boxes), its panels, then the per-image kinds' columns."""
     columns = _spatial_columns(page) + _pairwise_columns(page) + _assignment_columns(page)
     extra = len(page.panels[0]) if page.panels else 0
@@ -413,7 +410,7 @@ def _rows_section(page: _Page) -> _Section | None:
                     axes[row, column].set_title(title, fontsize=7)
         _no_ticks(axes)
 
-    return _Section(1.6 * (1 + extra + len(columns)), 1.7 * page.rows, None, paint)
+    return Section(1.6 * (1 + extra + len(columns)), 1.7 * page.rows, None, paint)
 
 
 def _spatial_columns(page: _Page) -> list[_Column]:
@@ -487,7 +484,7 @@ def _legend(figure: Any, ax: Any) -> None:
     figure.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=6)
 
 
-def _channel_section(page: _Page) -> _Section | None:
+def _channel_section(page: _Page) -> Section | None:
     """SENet's figure: per module, each channel's mean gate in each group."""
     names = _spread(page.names("channel"), _MOST_PANELS)
     if not names:
@@ -508,10 +505,10 @@ def _channel_section(page: _Page) -> _Section | None:
         _legend(figure, axes.flat[0])
 
     caption = f"channel gates: each channel's mean gate, by {page.group_by}"
-    return _Section(2.6 * across + 0.9, 2.0 * down + 0.4, caption, paint)
+    return Section(2.6 * across + 0.9, 2.0 * down + 0.4, caption, paint)
 
 
-def _paths_section(page: _Page) -> _Section | None:
+def _paths_section(page: _Page) -> Section | None:
     """SKNet's figure: per unit, the mean weight on the largest kernel, for each zoom of the objects."""
     names = page.names("paths")
     if not names:
@@ -529,10 +526,10 @@ def _paths_section(page: _Page) -> _Section | None:
         ax.legend(title="object zoom", fontsize=6, title_fontsize=6)
 
     caption = "selected kernels: the same images with their centres zoomed" if page.zoomed else None
-    return _Section(max(4.5, 0.3 * len(names) + 2.0), 3.4, caption, paint)
+    return Section(max(4.5, 0.3 * len(names) + 2.0), 3.4, caption, paint)
 
 
-def _routing_section(page: _Page) -> _Section | None:
+def _routing_section(page: _Page) -> Section | None:
     """Every example's routing or kernel weights (a row each), the examples grouped."""
     names = _spread(page.names("routing"), 4)
     if not names:
@@ -556,10 +553,10 @@ def _routing_section(page: _Page) -> _Section | None:
             ax.set_yticks((starts + ends - 1) / 2, list(page.groups) if ax is axes[0] else [])
 
     caption = f"routing weights: every example (a row), grouped by {page.group_by}"
-    return _Section(2.2 * len(names) + 0.8, 3.8, caption, paint)
+    return Section(2.2 * len(names) + 0.8, 3.8, caption, paint)
 
 
-def _gate_section(page: _Page) -> _Section | None:
+def _gate_section(page: _Page) -> Section | None:
     """The highway networks' figure: each layer's mean gate, per group."""
     names = page.names("gate")
     if not names:
@@ -577,10 +574,10 @@ def _gate_section(page: _Page) -> _Section | None:
         _legend(figure, ax)
 
     caption = f"gates, by {page.group_by}"
-    return _Section(max(4.5, 0.3 * len(names) + 2.5), 3.4, caption, paint)
+    return Section(max(4.5, 0.3 * len(names) + 2.5), 3.4, caption, paint)
 
 
-def _items_section(page: _Page, name: str) -> _Section:
+def _items_section(page: _Page, name: str) -> Section:
     """A row per example: the items its pool mechanism weighed, each with its weight (per part: bands)."""
     if page.items is None:
         raise ValueError(
@@ -607,7 +604,7 @@ def _items_section(page: _Page, name: str) -> _Section:
 
     parts = page.maps[name][0].dim() == 2
     caption = f"{page.title(name)}: the weight of each item" + (", per part (top to bottom)" if parts else "")
-    return _Section(max(3.0, 0.9 * count + 0.3), 1.5 * page.rows + 0.4, caption, paint)
+    return Section(max(3.0, 0.9 * count + 0.3), 1.5 * page.rows + 0.4, caption, paint)
 
 
 def _part_bands(ax: Any, weights: Tensor, height: int) -> None:
@@ -630,344 +627,3 @@ def _draw_boxes(ax: Any, boxes: Tensor, captions: Sequence[str]) -> None:
             x0 - 0.5, y0 - 0.5, caption, fontsize=5, va="top", clip_on=True,
             bbox={"facecolor": "lime", "edgecolor": "none", "pad": 0.3},
         )
-
-
-def _check_count(count: int, most: int = 32) -> None:
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= most:
-        raise ValueError(f"count must be an integer in 1..{most}, got {count!r}")
-
-
-def _model_name(cfg: Mapping[str, Any]) -> str:
-    return cfg.get("name") or cfg.get("architecture")
-
-
-# What each task's picture function draws, for the message that sends a model of another task to its own.
-_DRAWERS = {
-    "classification": ("show_classifier", "classification models"),
-    "detection": ("show_detections", "detectors"),
-    "restoration": ("show_restoration", "restoration networks"),
-    "reid": ("show_reid", "video re-ID networks"),
-}
-
-
-def task_model(model: nn.Module | str | Path, task: str, drawer: str) -> nn.Module:
-    """``model`` (a module, or anything ``attnzoo.load`` takes, loaded), which must be a ``task`` model;
-    else a ValueError saying which function ``drawer`` draws which models."""
-    from attnzoo.zoo import load
-
-    if not isinstance(model, nn.Module):
-        model = load(model)
-    cfg = model.pretrained_cfg
-    given = cfg.get("task", "classification")
-    if given != task:
-        others = ", ".join(f"{function} draws {what}" for t, (function, what) in _DRAWERS.items() if t != task)
-        raise ValueError(f"{_model_name(cfg)!r} is a {given} model; {drawer} draws {_DRAWERS[task][1]} ({others})")
-    return model
-
-
-# The map kinds whose last two dimensions are the feature map's rows and columns (a pairwise map's queries are too).
-_ON_THE_GRID = ("spatial", "pairwise", "assignment", "gate")
-
-
-def _crop(attention: Tensor, kind: str | None, resized: Sequence[int], padded: Sequence[int]) -> Tensor:
-    """The part of a map (B, K, h, w) of a padded detector batch that lies over the image, at the map's resolution.
-
-    The detector's transform resizes the image to ``resized`` (H, W) and pads it at the bottom and right
-    to ``padded``. The image covers ``h * resized / padded`` map rows, rarely a whole number: cutting at a
-    cell boundary would stretch the map over the picture by up to a cell, so the map is resampled
-    (bilinearly, roi_align) at ceil of that many points spread over exactly the image's region. A
-    pairwise map has its queries resampled so too. Maps of the other kinds (channel gates, weights per
-    example) are returned as they are.
-    """
-    if kind not in _ON_THE_GRID:
-        return attention
-    keys = _crop_grid(attention, resized, padded)
-    if kind != "pairwise":
-        return keys
-    # The queries as the grid, the keys as channels: (B, h'w', H, W), cropped, and back.
-    queries = _crop_grid(keys.flatten(2).transpose(1, 2).unflatten(-1, attention.shape[-2:]), resized, padded)
-    return queries.flatten(2).transpose(1, 2).unflatten(-1, keys.shape[-2:])
-
-
-def _crop_grid(attention: Tensor, resized: Sequence[int], padded: Sequence[int]) -> Tensor:
-    """:func:`_crop` of the last two dimensions of (B, K, h, w)."""
-    from torchvision.ops import roi_align
-
-    height, width = attention.shape[-2:]
-    rows = -(-height * resized[0] // padded[0])  # integer ceil: a float product may land just above a whole number
-    columns = -(-width * resized[1] // padded[1])
-    region = [0.0, 0.0, width * resized[1] / padded[1], height * resized[0] / padded[0]]
-    boxes = torch.tensor([[i, *region] for i in range(attention.shape[0])], dtype=torch.float32)
-    return roi_align(attention.float(), boxes, (rows, columns), sampling_ratio=1, aligned=True)
-
-
-def _detect(model: nn.Module, image: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """A detector's detections on one image (3, H, W) and its backbone's attention maps, cropped to the image."""
-    batches = []
-    # The transform's output tells how the image was resized and padded before the backbone saw it.
-    hook = model.transform.register_forward_hook(lambda module, args, output: batches.append(output[0]))
-    try:
-        (detections,), maps = attention_maps(model, [image])
-    finally:
-        hook.remove()
-    resized, padded = batches[0].image_sizes[0], batches[0].tensors.shape[-2:]
-    found = mechanisms(model.backbone.body)
-    maps = {name.removeprefix("backbone.body."): m for name, m in maps.items()}
-    return detections, {n: _crop(m, found[n].kind if n in found else None, resized, padded) for n, m in maps.items()}
-
-
-def _read_image(path: str | Path, mode: str = "RGB") -> Tensor:
-    """An image file as RGB (3, H, W), or with ``mode`` "L" grey (1, H, W), float in [0, 1]; ValueError
-    naming the file when it cannot be read."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            pixels = np.atleast_3d(np.asarray(image.convert(mode), dtype=np.float32) / 255)
-    # OSError: missing, a folder, not an image, truncated; SyntaxError: some of PIL's decoders on broken files.
-    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
-        raise ValueError(f"cannot read image file {str(path)!r}: {err}") from err
-    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
-
-
-def show_detections(
-    model: nn.Module | str | Path,
-    path: str | Path,
-    images: Sequence[str | Path] | None = None,
-    count: int = 4,
-    score_thresh: float = 0.3,
-) -> Path:
-    """Draw a detector's boxes and its backbone's attention maps, one row per image.
-
-    Each row is the image with the detections scoring at least ``score_thresh``, captioned with the
-    class name (``pretrained_cfg["labels"]``, else the label number) and score, then the backbone's
-    attention maps as :func:`draw` draws them (the images compared as the groups). The maps are recorded
-    while the detector runs on each image alone (in eval mode) and cropped to the image's part of the
-    resized, padded input. A backbone without attention gets the boxes alone, and the title says so.
-
-    Args:
-        model: a detector from attnzoo (``create_model``, ``load``) or anything ``attnzoo.load`` takes.
-        path: the PNG to write.
-        images: image files (PNG, JPEG ... anything PIL reads), drawn in RGB; by default the first
-            ``count`` test images of ShapesData (bundled, no download).
-        count: how many ShapesData images to draw without ``images`` (1..32).
-        score_thresh: the least score of a box drawn, in [0, 1].
-    """
-
-    _check_count(count)
-    if isinstance(score_thresh, bool) or not isinstance(score_thresh, (int, float)) or not 0 <= score_thresh <= 1:
-        raise ValueError(f"score_thresh must be a number in [0, 1], got {score_thresh!r}")
-    if images is not None:
-        if isinstance(images, (str, Path)) or not 1 <= len(images) <= 32:
-            raise ValueError(f"images must be a list of 1 to 32 image files, got {images!r}")
-        pictures = [_read_image(file) for file in images]  # before a model download, so a typo fails fast
-        sources = [Path(file).name for file in images]
-    model = task_model(model, "detection", "show_detections")
-    cfg = model.pretrained_cfg
-    if images is None:
-        from attnzoo.data import ShapesData
-
-        test = ShapesData(test_size=count).splits["test"]
-        pictures = [test[i][0] for i in range(count)]
-        sources = [f"ShapesData test {i}" for i in range(count)]
-    labels = cfg.get("labels")
-    boxes, titles, maps = [], [], []
-    for picture, source in zip(pictures, sources):
-        detections, image_maps = _detect(model, picture)
-        keep = detections["scores"] >= score_thresh
-        captions = [
-            f"{labels[label - 1] if labels and 1 <= label <= len(labels) else label} {score:.2f}"
-            for label, score in zip(detections["labels"][keep].tolist(), detections["scores"][keep].tolist())
-        ]
-        boxes.append((detections["boxes"][keep], captions))
-        titles.append(f"{source}: {len(captions)} boxes")
-        maps.append(image_maps)
-    title = f"{_model_name(cfg)}: boxes with score >= {score_thresh:g}"
-    if not maps[0]:
-        title += "; no attention maps in its backbone, boxes only"
-    return draw(
-        pictures, {name: [image_maps[name][0] for image_maps in maps] for name in maps[0]}, path, model.backbone.body,
-        row_titles=titles, boxes=boxes, groups=sources, group_by="image", title=title,
-    )
-
-
-# An image larger than this on a side is shown (and restored) by its central part only.
-_LARGEST_SHOWN = 512
-
-
-def _centre_crop(image: Tensor, side: int) -> Tensor:
-    """The central ``side`` x ``side`` part of an image (C, H, W); a dimension no longer than ``side`` stays whole."""
-    top, left = ((length - side) // 2 if length > side else 0 for length in image.shape[-2:])
-    return image[..., top : top + side, left : left + side]
-
-
-def show_restoration(
-    model: nn.Module | str | Path,
-    path: str | Path,
-    images: Sequence[str | Path] | None = None,
-    count: int = 4,
-    level: float | None = None,
-) -> Path:
-    """Draw a restoration network's work and its attention maps, one row per image.
-
-    Each row is the degraded image, the network's restoration of it and the clean image, captioned with
-    the PSNR of the degraded and the restored image against the clean one (dB, data range 1, over all
-    channels: a colour network's figures are not the Y-channel ones ``attnzoo test`` reports), then the
-    network's attention maps as :func:`draw` draws them (over the degraded image; the photos compared as
-    the groups). The maps are recorded while the network runs on each degraded image alone (in eval
-    mode). A network without attention gets the images alone, and the title says so.
-
-    The degradation is the one the network was trained to undo (``pretrained_cfg["degradation"]``, which
-    ImageRestorer records), at its level; a blind network's (a range) at ``level``, by default the
-    benchmark's (``PROTOCOL_LEVELS``: sigma 25, JPEG quality 10).
-
-    Args:
-        model: a restoration network from attnzoo (``create_model``, ``load``) or anything ``attnzoo.load``
-            takes, with a degradation in its ``pretrained_cfg``.
-        path: the PNG to write.
-        images: clean image files (PNG, JPEG ... anything PIL reads), read as grey or RGB as the network
-            takes them, and each degraded by a generator seeded with 0. An image larger than 512 pixels
-            on a side is centre-cropped to 512 first: that part alone is restored and shown. By default
-            the first ``count`` of the benchmark's test photos (``TEST_PHOTOS``), degraded exactly as the
-            benchmark degrades them (:func:`attnzoo.data.photos.protocol_pair`); they are grey, repeated
-            to three channels for a colour network.
-        count: how many test photos to draw without ``images`` (1..4).
-        level: a blind network's sigma or JPEG quality, in its range; a network trained at one level
-            takes that one only.
-    """
-    from torchmetrics.functional.image import peak_signal_noise_ratio
-
-    from attnzoo.data.degradation import Degradation
-    from attnzoo.data.photos import PROTOCOL_LEVELS, TEST_PHOTOS, protocol_pair
-
-    _check_count(count, len(TEST_PHOTOS))
-    if images is not None and (isinstance(images, (str, Path)) or not 1 <= len(images) <= 32):
-        raise ValueError(f"images must be a list of 1 to 32 image files, got {images!r}")
-    model = task_model(model, "restoration", "show_restoration")
-    cfg = model.pretrained_cfg
-    name = _model_name(cfg)
-    if cfg.get("degradation") is None:
-        raise ValueError(
-            f"{name!r} records no degradation (it was not trained by ImageRestorer), so there is nothing to show"
-        )
-    trained = Degradation.from_any(cfg["degradation"])
-    if level is None:
-        level = PROTOCOL_LEVELS[trained.kind] if trained.is_blind else trained.level
-    try:
-        shown = Degradation.fixed(trained.kind, level)
-    except ValueError as err:
-        raise ValueError(f"level {level!r} does not fit: {err}") from None
-    if not trained.low <= shown.level <= trained.high:
-        span = f"range [{trained.low:g}, {trained.high:g}]" if trained.is_blind else f"{trained.low:g}"
-        hint = f"give level, a {trained.field} in that range" if trained.is_blind else "leave level out"
-        raise ValueError(f"{name!r} undoes {trained.kind} {trained.field} {span}, not {shown.level:g}: {hint}")
-    channels = cfg["in_chans"]
-    if images is None:
-        sources = list(TEST_PHOTOS[:count])
-        grey = [protocol_pair(photo, shown.kind, shown.level) for photo in sources]
-        # A colour network gets the grey photos repeated to RGB, as PhotosData serves them.
-        pairs = [tuple(torch.from_numpy(x).float()[None].repeat(channels, 1, 1) for x in pair) for pair in grey]
-    else:
-        sources = [Path(file).name for file in images]
-        cleans = [_centre_crop(_read_image(file, "L" if channels == 1 else "RGB"), _LARGEST_SHOWN) for file in images]
-        pairs = [(shown.degrade(clean, torch.Generator().manual_seed(0)), clean) for clean in cleans]
-    titles, panels, maps = [], [], []
-    for (degraded, clean), source in zip(pairs, sources):
-        (restored,), image_maps = attention_maps(model, degraded[None])
-        before, after = (float(peak_signal_noise_ratio(x, clean, data_range=1.0)) for x in (degraded, restored))
-        titles.append(f"{source}, degraded\n{before:.2f} dB")
-        panels.append([(restored, f"restored\n{after:.2f} dB"), (clean, "clean")])
-        maps.append(image_maps)
-    title = f"{name}: {shown.kind} {shown.field} {shown.level:g}"
-    if trained.is_blind:
-        title += f" (trained on [{trained.low:g}, {trained.high:g}])"
-    if not maps[0]:
-        title += "; no attention maps, images only"
-    return draw(
-        [degraded for degraded, _ in pairs],
-        {module: [image_maps[module][0] for image_maps in maps] for module in maps[0]}, path, model, row_titles=titles, panels=panels, groups=sources, group_by="photo", title=title,
-    )
-
-
-def _frame_weights(maps: Mapping[str, Tensor], temporal: str, frames: int) -> list[float] | None:
-    """Each frame's share of a clip's embedding, from the temporal mechanism's map: soft's weights, hard's
-    selection, STA's part scores averaged over the parts (each part's scores sum to 1 over the frames);
-    ``avg`` weighs every frame the same; ``max`` has no per-frame weight."""
-    if temporal == "avg":
-        return [1 / frames] * frames
-    if "pool" not in maps:
-        return None
-    weights = maps["pool"][0].float()
-    return (weights.mean(-1) if temporal == "sta" else weights / weights.sum()).tolist()
-
-
-def show_reid(model: nn.Module | str | Path, path: str | Path, count: int = 4, top: int = 5) -> Path:
-    """Draw a video re-ID network's ranking on TrackletsData's test split, one row per query.
-
-    Each row is the query tracklet's clip (``seq_len`` evenly spaced frames, as the network embeds one)
-    with each frame's weight in the embedding where the temporal mechanism has one (soft, hard, STA;
-    equal for avg), then the ``top`` best-ranked gallery tracklets (their middle frame), framed green
-    for the query's person and red otherwise, by the Market-1501 rule (the query's person in the
-    query's camera is not ranked). The tracklets are those of TrackletsData at the network's frame size,
-    embedded densely (all frames, in clips of ``seq_len``), as ``attnzoo test`` ranks them.
-
-    Args:
-        model: a re-ID network from attnzoo (``create_model``, ``load``) or anything ``attnzoo.load`` takes.
-        path: the PNG to write.
-        count: how many queries (1..32), the first of the test split's.
-        top: gallery tracklets shown per query (1..10).
-    """
-    from matplotlib.figure import Figure
-
-    from attnzoo.backbones.video import embed_loader
-    from attnzoo.data import TrackletsData
-    from attnzoo.data.reid import evenly_spaced_indices
-    from attnzoo.tasks.reid_metrics import pairwise_distance
-
-    _check_count(count)
-    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 10:
-        raise ValueError(f"top must be an integer in 1..10, got {top!r}")
-    model = task_model(model, "reid", "show_reid")
-    cfg = model.pretrained_cfg
-    name = _model_name(cfg)
-    _, height, width = cfg["input_size"]
-    seq_len, temporal = cfg["seq_len"], model.spec.temporal
-    data = TrackletsData(frame_size=(height, width), seq_len=seq_len, num_workers=0)
-    data.trainer = None
-    query_loader, gallery_loader = data.test_dataloader()
-    query_embeddings = embed_loader(model, query_loader, seq_len)[0]
-    gallery_embeddings = embed_loader(model, gallery_loader, seq_len)[0]
-    queries, gallery = data.query[:count], data.gallery
-    distances = pairwise_distance(query_embeddings[:count], gallery_embeddings)
-    mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
-    figure = Figure(figsize=(0.75 * (seq_len + top) + 0.5, 1.6 * count), layout="constrained")
-    figure.suptitle(f"{name}: queries, their {top} best-ranked gallery tracklets (green: same person)", fontsize=8)
-    axes = figure.subplots(count, seq_len + top, squeeze=False)
-    for row, query in enumerate(queries):
-        frames = query.read(evenly_spaced_indices(query.num_frames, seq_len), height, width)
-        clip = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
-        _, maps = attention_maps(model, ((clip - mean) / std)[None])
-        weights = _frame_weights(maps, temporal, seq_len)
-        for column in range(seq_len):
-            ax = axes[row, column]
-            ax.imshow(frames[column])
-            caption = f"w {weights[column]:.3f}" if weights is not None else ""
-            if column == 0:
-                caption = f"query {query.pid}, cam {query.camid}\n{caption}"
-            ax.set_title(caption, fontsize=6)
-        allowed = torch.tensor([not (g.pid == query.pid and g.camid == query.camid) for g in gallery])
-        order = distances[row].masked_fill(~allowed, float("inf")).argsort()[:top].tolist()
-        for rank, index in enumerate(order, start=1):
-            match = gallery[index]
-            ax = axes[row, seq_len + rank - 1]
-            ax.imshow(match.read([match.num_frames // 2], height, width)[0])
-            colour = "lime" if match.pid == query.pid else "red"
-            for spine in ax.spines.values():
-                spine.set_edgecolor(colour)
-                spine.set_linewidth(3)
-            ax.set_title(f"#{rank}: {match.pid}, cam {match.camid}", fontsize=6, color="green" if colour == "lime" else "red")
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    return _save(figure, path)

@@ -7,14 +7,12 @@ from typing import Any
 
 from torch import nn
 
-from attnzoo.viz import show_detections, show_reid, show_restoration
-
 from .classification import ImageClassifier, show_classifier
-from .detection import DetectionWriter, ObjectDetector
+from .detection import DetectionWriter, ObjectDetector, show_detections
 from .finetuning import BackboneFreeze, DynamicConvTemperature
 from .prediction import ClassificationWriter
-from .reid import ReIDAdam, VideoReID
-from .restoration import ImageRestorer, RestorationAdam, RestorationWriter
+from .reid import ReIDAdam, VideoReID, show_reid
+from .restoration import ImageRestorer, RestorationAdam, RestorationWriter, show_restoration
 
 __all__ = [
     "SHOWS",
@@ -31,6 +29,9 @@ __all__ = [
     "VideoReID",
     "show",
     "show_classifier",
+    "show_detections",
+    "show_reid",
+    "show_restoration",
 ]
 
 # What `attnzoo show` draws for a model of each task (``pretrained_cfg["task"]``), and whom it draws.

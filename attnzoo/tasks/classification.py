@@ -1,4 +1,8 @@
-"""Image classification: any attnzoo backbone with a linear head, trained with Lightning."""
+"""Image classification: any attnzoo backbone with a linear head, trained with Lightning.
+
+:func:`show_classifier` is what ``attnzoo show`` draws for a classifier: its attention on test digits or
+bundled photos.
+"""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -13,9 +17,11 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from attnzoo import viz
 from attnzoo.backbones import AttentionResNet, BackboneSpec, create_model
 
 from ._common import TaskModule
+from ._pictures import check_count, model_name, task_model
 from .finetuning import FINETUNE_STRATEGIES, BackboneFreeze, DynamicConvTemperature, has_dynamic_conv
 
 __all__ = ["ImageClassifier", "show_classifier"]
@@ -192,19 +198,15 @@ def show_classifier(model: nn.Module | str | Path, path: str | Path, count: int 
 
     A network without attention modules is a ValueError: there is nothing to draw.
     """
-    from attnzoo import viz
-
-    model = viz.task_model(model, "classification", "show_classifier")
+    model = task_model(model, "classification")
     cfg = model.pretrained_cfg
-    name = cfg.get("name") or cfg.get("architecture")
+    name = model_name(cfg)
     found = viz.mechanisms(model)
     if not found:
         raise ValueError(f"{name!r} has no attention modules: there is nothing to draw")
     channels, height, width = cfg["input_size"]
     digits = channels == 1 or max(height, width) <= 64
-    most = 32 if digits else len(_PHOTOS)
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= most:
-        raise ValueError(f"count must be an integer in 1..{most}, got {count!r}")
+    check_count(count, 32 if digits else len(_PHOTOS))
     examples = _digits((height, width)) if digits else _photos((height, width), channels)
     mean = torch.tensor(cfg["mean"]).view(1, -1, 1, 1)
     std = torch.tensor(cfg["std"]).view(1, -1, 1, 1)

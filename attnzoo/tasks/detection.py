@@ -26,25 +26,31 @@ reference scripts (references/detection/train.py):
   faster-coco-eval backend) with each image id counted once (see
   :class:`ImageMeanAveragePrecision`), logged as ``val/map``, ``val/map_50`` ...
   (``test/...`` in testing); ``attnzoo fit`` keeps the best ``val/map``.
+
+:func:`show_detections` is what ``attnzoo show`` draws for a detector: its boxes and its backbone's
+attention maps on images.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics.detection import MeanAveragePrecision
 
+from attnzoo import viz
 from attnzoo.backbones import BackboneSpec
 from attnzoo.backbones.detection import DetectorSpec, create_detector
 
 from ._common import TaskModule, schedules
+from ._pictures import check_count, model_name, read_image, task_model
 from .prediction import FileWriter
 
-__all__ = ["DetectionSGD", "DetectionWriter", "ImageMeanAveragePrecision", "ObjectDetector"]
+__all__ = ["DetectionSGD", "DetectionWriter", "ImageMeanAveragePrecision", "ObjectDetector", "show_detections"]
 
 # COCOeval's twelve summary figures, as MeanAveragePrecision names them.
 MAP_KEYS = (
@@ -307,3 +313,115 @@ class DetectionWriter(FileWriter):
             for box, category, score in zip(xywh.tolist(), image["category_ids"].tolist(), image["scores"].tolist()):
                 results.append({"image_id": image["image_id"], "category_id": category, "bbox": box, "score": score})
         json.dump(results, f)
+
+
+def show_detections(
+    model: nn.Module | str | Path,
+    path: str | Path,
+    images: Sequence[str | Path] | None = None,
+    count: int = 4,
+    score_thresh: float = 0.3,
+) -> Path:
+    """Draw a detector's boxes and its backbone's attention maps, one row per image.
+
+    Each row is the image with the detections scoring at least ``score_thresh``, captioned with the
+    class name (``pretrained_cfg["labels"]``, else the label number) and score, then the backbone's
+    attention maps as :func:`attnzoo.viz.draw` draws them (the images compared as the groups). The maps
+    are recorded while the detector runs on each image alone (in eval mode) and cropped to the image's
+    part of the resized, padded input. A backbone without attention gets the boxes alone, and the title
+    says so.
+
+    Args:
+        model: a detector from attnzoo (``create_model``, ``load``) or anything ``attnzoo.load`` takes.
+        path: the PNG to write.
+        images: image files (PNG, JPEG ... anything PIL reads), drawn in RGB; by default the first
+            ``count`` test images of ShapesData (bundled, no download).
+        count: how many ShapesData images to draw without ``images`` (1..32).
+        score_thresh: the least score of a box drawn, in [0, 1].
+    """
+    check_count(count)
+    if isinstance(score_thresh, bool) or not isinstance(score_thresh, (int, float)) or not 0 <= score_thresh <= 1:
+        raise ValueError(f"score_thresh must be a number in [0, 1], got {score_thresh!r}")
+    if images is not None:
+        if isinstance(images, (str, Path)) or not 1 <= len(images) <= 32:
+            raise ValueError(f"images must be a list of 1 to 32 image files, got {images!r}")
+        pictures = [read_image(file) for file in images]  # before a model download, so a typo fails fast
+        sources = [Path(file).name for file in images]
+    model = task_model(model, "detection")
+    cfg = model.pretrained_cfg
+    if images is None:
+        from attnzoo.data import ShapesData
+
+        test = ShapesData(test_size=count).splits["test"]
+        pictures = [test[i][0] for i in range(count)]
+        sources = [f"ShapesData test {i}" for i in range(count)]
+    labels = cfg.get("labels")
+    boxes, titles, maps = [], [], []
+    for picture, source in zip(pictures, sources):
+        detections, image_maps = _detect_with_maps(model, picture)
+        keep = detections["scores"] >= score_thresh
+        captions = [
+            f"{labels[label - 1] if labels and 1 <= label <= len(labels) else label} {score:.2f}"
+            for label, score in zip(detections["labels"][keep].tolist(), detections["scores"][keep].tolist())
+        ]
+        boxes.append((detections["boxes"][keep], captions))
+        titles.append(f"{source}: {len(captions)} boxes")
+        maps.append(image_maps)
+    title = f"{model_name(cfg)}: boxes with score >= {score_thresh:g}"
+    if not maps[0]:
+        title += "; no attention maps in its backbone, boxes only"
+    return viz.draw(
+        pictures, {name: [image_maps[name][0] for image_maps in maps] for name in maps[0]}, path, model.backbone.body,
+        row_titles=titles, boxes=boxes, groups=sources, group_by="image", title=title,
+    )
+
+
+def _detect_with_maps(model: nn.Module, image: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """A detector's detections on one image (3, H, W) and its backbone's attention maps, cropped to the image."""
+    batches = []
+    # The transform's output tells how the image was resized and padded before the backbone saw it.
+    hook = model.transform.register_forward_hook(lambda module, args, output: batches.append(output[0]))
+    try:
+        (detections,), maps = viz.attention_maps(model, [image])
+    finally:
+        hook.remove()
+    resized, padded = batches[0].image_sizes[0], batches[0].tensors.shape[-2:]
+    found = viz.mechanisms(model.backbone.body)
+    maps = {name.removeprefix("backbone.body."): m for name, m in maps.items()}
+    return detections, {n: _crop(m, found[n].kind if n in found else None, resized, padded) for n, m in maps.items()}
+
+
+# The map kinds whose last two dimensions are the feature map's rows and columns (a pairwise map's queries are too).
+_ON_THE_GRID = ("spatial", "pairwise", "assignment", "gate")
+
+
+def _crop(attention: Tensor, kind: str | None, resized: Sequence[int], padded: Sequence[int]) -> Tensor:
+    """The part of a map (B, K, h, w) of a padded detector batch that lies over the image, at the map's resolution.
+
+    The detector's transform resizes the image to ``resized`` (H, W) and pads it at the bottom and right
+    to ``padded``. The image covers ``h * resized / padded`` map rows, rarely a whole number: cutting at a
+    cell boundary would stretch the map over the picture by up to a cell, so the map is resampled
+    (bilinearly, roi_align) at ceil of that many points spread over exactly the image's region. A
+    pairwise map has its queries resampled so too. Maps of the other kinds (channel gates, weights per
+    example) are returned as they are.
+    """
+    if kind not in _ON_THE_GRID:
+        return attention
+    keys = _crop_grid(attention, resized, padded)
+    if kind != "pairwise":
+        return keys
+    # The queries as the grid, the keys as channels: (B, h'w', H, W), cropped, and back.
+    queries = _crop_grid(keys.flatten(2).transpose(1, 2).unflatten(-1, attention.shape[-2:]), resized, padded)
+    return queries.flatten(2).transpose(1, 2).unflatten(-1, keys.shape[-2:])
+
+
+def _crop_grid(attention: Tensor, resized: Sequence[int], padded: Sequence[int]) -> Tensor:
+    """:func:`_crop` of the last two dimensions of (B, K, h, w)."""
+    from torchvision.ops import roi_align
+
+    height, width = attention.shape[-2:]
+    rows = -(-height * resized[0] // padded[0])  # integer ceil: a float product may land just above a whole number
+    columns = -(-width * resized[1] // padded[1])
+    region = [0.0, 0.0, width * resized[1] / padded[1], height * resized[0] / padded[0]]
+    boxes = torch.tensor([[i, *region] for i in range(attention.shape[0])], dtype=torch.float32)
+    return roi_align(attention.float(), boxes, (rows, columns), sampling_ratio=1, aligned=True)

@@ -29,23 +29,29 @@ baselines (Gao and Nevatia 2018; Luo et al. 2019, "Bag of Tricks"):
 STA's paper does not state its regulariser's weight in the text available
 here; attnzoo's default, 1, makes the term (a distance between L1-normalised
 maps, at most 2) a small share of the loss.
+
+:func:`show_reid` is what ``attnzoo show`` draws for a re-ID network: query tracklets with the weight of
+each frame, and their best-ranked gallery tracklets.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor
+from torch import Tensor, nn
 
+from attnzoo import viz
 from attnzoo.backbones.video import ReIDSpec, create_reid_network, embed_tracklets
 
 from ._common import TaskModule, schedules
-from .reid_metrics import evaluate_ranking
+from ._pictures import check_count, model_name, task_model
+from .reid_metrics import evaluate_ranking, pairwise_distance
 
-__all__ = ["ReIDAdam", "VideoReID", "batch_hard_triplet_loss"]
+__all__ = ["ReIDAdam", "VideoReID", "batch_hard_triplet_loss", "show_reid"]
 
 RANKS = (1, 5, 10, 20)
 
@@ -306,3 +312,97 @@ class VideoReID(TaskModule):
         return [optimizer], schedules(
             self, optimizer, self.scheduler_factory, self.hparams.warmup_steps, self.hparams.warmup_factor
         )
+
+
+def show_reid(model: nn.Module | str | Path, path: str | Path, count: int = 4, top: int = 5) -> Path:
+    """Draw a video re-ID network's ranking on TrackletsData's test split, one row per query.
+
+    Each row is the query tracklet's clip (``seq_len`` evenly spaced frames, as the network embeds one)
+    with each frame's weight in the embedding where the temporal mechanism has one (soft, hard, STA;
+    equal for avg), then the ``top`` best-ranked gallery tracklets (their middle frame), framed green
+    for the query's person and red otherwise, by the Market-1501 rule (the query's person in the
+    query's camera is not ranked). The tracklets are those of TrackletsData at the network's frame size,
+    embedded densely (all frames, in clips of ``seq_len``), as ``attnzoo test`` ranks them. A mechanism
+    that weighs each frame per horizontal part (STA) has the query clips drawn again below, as
+    :func:`attnzoo.viz.draw` draws items: each frame with its weight per part, titled with the mechanism.
+
+    Args:
+        model: a re-ID network from attnzoo (``create_model``, ``load``) or anything ``attnzoo.load`` takes.
+        path: the PNG to write.
+        count: how many queries (1..32), the first of the test split's.
+        top: gallery tracklets shown per query (1..10).
+    """
+    from attnzoo.backbones.video import embed_loader
+    from attnzoo.data import TrackletsData
+    from attnzoo.data.reid import evenly_spaced_indices
+
+    check_count(count)
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 10:
+        raise ValueError(f"top must be an integer in 1..10, got {top!r}")
+    model = task_model(model, "reid")
+    cfg = model.pretrained_cfg
+    _, height, width = cfg["input_size"]
+    seq_len, temporal = cfg["seq_len"], model.spec.temporal
+    data = TrackletsData(frame_size=(height, width), seq_len=seq_len, num_workers=0)
+    data.trainer = None
+    query_loader, gallery_loader = data.test_dataloader()
+    query_embeddings = embed_loader(model, query_loader, seq_len)[0]
+    gallery_embeddings = embed_loader(model, gallery_loader, seq_len)[0]
+    queries, gallery = data.query[:count], data.gallery
+    distances = pairwise_distance(query_embeddings[:count], gallery_embeddings)
+    mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
+    found = viz.mechanisms(model)
+    clips, weights, rankings, parts = [], [], [], {}
+    for row, query in enumerate(queries):
+        frames = query.read(evenly_spaced_indices(query.num_frames, seq_len), height, width)
+        clips.append(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255)
+        _, maps = viz.attention_maps(model, ((clips[-1] - mean) / std)[None])
+        weights.append(_frame_weights(maps, temporal, seq_len))
+        # One caption a frame cannot hold weights per part (B, N, P): those the items picture draws below.
+        for name, weighed in maps.items():
+            if found[name].kind == "items" and weighed.dim() == 3:
+                parts.setdefault(name, []).append(weighed[0])
+        allowed = torch.tensor([not (g.pid == query.pid and g.camid == query.camid) for g in gallery])
+        rankings.append(distances[row].masked_fill(~allowed, float("inf")).argsort()[:top].tolist())
+
+    def paint(figure: Any) -> None:
+        axes = figure.subplots(count, seq_len + top, squeeze=False)
+        for row, (query, clip, clip_weights, order) in enumerate(zip(queries, clips, weights, rankings)):
+            for column in range(seq_len):
+                ax = axes[row, column]
+                ax.imshow(clip[column].permute(1, 2, 0).numpy())
+                caption = f"w {clip_weights[column]:.3f}" if clip_weights is not None else ""
+                if column == 0:
+                    caption = f"query {query.pid}, cam {query.camid}\n{caption}"
+                ax.set_title(caption, fontsize=6)
+            for rank, index in enumerate(order, start=1):
+                match = gallery[index]
+                ax = axes[row, seq_len + rank - 1]
+                ax.imshow(match.read([match.num_frames // 2], height, width)[0])
+                colour = "lime" if match.pid == query.pid else "red"
+                for spine in ax.spines.values():
+                    spine.set_edgecolor(colour)
+                    spine.set_linewidth(3)
+                title_colour = "green" if colour == "lime" else "red"
+                ax.set_title(f"#{rank}: {match.pid}, cam {match.camid}", fontsize=6, color=title_colour)
+        for ax in axes.flat:
+            ax.set_xticks([])
+            ax.set_yticks([])
+
+    shown = torch.stack(clips)
+    ranked = viz.Section(0.75 * (seq_len + top) + 0.5, 1.6 * count, None, paint)
+    title = f"{model_name(cfg)}: queries, their {top} best-ranked gallery tracklets (green: same person)"
+    return viz.draw(shown[:, 0], parts, path, model, items=shown, title=title, sections=[ranked])
+
+
+def _frame_weights(maps: Mapping[str, Tensor], temporal: str, frames: int) -> list[float] | None:
+    """Each frame's share of a clip's embedding, from the temporal mechanism's map: soft's weights, hard's
+    selection, STA's part scores averaged over the parts (each part's scores sum to 1 over the frames);
+    ``avg`` weighs every frame the same; ``max`` has no per-frame weight."""
+    if temporal == "avg":
+        return [1 / frames] * frames
+    if "pool" not in maps:
+        return None
+    weights = maps["pool"][0].float()
+    return (weights.mean(-1) if temporal == "sta" else weights / weights.sum()).tolist()

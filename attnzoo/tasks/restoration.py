@@ -25,6 +25,9 @@ metrics, following KAIR / BasicSR:
   image's (``test/psnr/<name>``) where the data names its test images, and the
   same for the degraded input clipped to [0, 1] (``test/input_psnr``,
   ``test/input_psnr/<name>`` ...), the baseline any restorer must beat.
+
+:func:`show_restoration` is what ``attnzoo show`` draws for a restoration network: degraded, restored
+and clean images with its attention maps.
 """
 from __future__ import annotations
 
@@ -41,17 +44,19 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from attnzoo import viz
 from attnzoo.backbones import create_model
 from attnzoo.backbones.restoration import RestorationSpec, create_restorer, restore_tiled
 from attnzoo.data.degradation import Degradation
 
 from ._common import TaskModule, cosine_over_run
+from ._pictures import check_count, model_name, read_image, task_model
 
-__all__ = ["ImageRestorer", "RestorationAdam", "RestorationWriter", "psnr", "ssim"]
+__all__ = ["ImageRestorer", "RestorationAdam", "RestorationWriter", "psnr", "show_restoration", "ssim"]
 
 LOSSES = ("l1", "l2", "charbonnier")
 _SSIM_SIGMA = 1.5
@@ -330,3 +335,99 @@ class RestorationWriter(BasePredictionWriter):
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
+
+
+# An image larger than this on a side is shown (and restored) by its central part only.
+_LARGEST_SHOWN = 512
+
+
+def show_restoration(
+    model: nn.Module | str | Path,
+    path: str | Path,
+    images: Sequence[str | Path] | None = None,
+    count: int = 4,
+    level: float | None = None,
+) -> Path:
+    """Draw a restoration network's work and its attention maps, one row per image.
+
+    Each row is the degraded image, the network's restoration of it and the clean image, captioned with
+    the PSNR of the degraded and the restored image against the clean one (dB, data range 1, over all
+    channels: a colour network's figures are not the Y-channel ones ``attnzoo test`` reports), then the
+    network's attention maps as :func:`attnzoo.viz.draw` draws them (over the degraded image; the photos
+    compared as the groups). The maps are recorded while the network runs on each degraded image alone
+    (in eval mode). A network without attention gets the images alone, and the title says so.
+
+    The degradation is the one the network was trained to undo (``pretrained_cfg["degradation"]``, which
+    ImageRestorer records), at its level; a blind network's (a range) at ``level``, by default the
+    benchmark's (``PROTOCOL_LEVELS``: sigma 25, JPEG quality 10).
+
+    Args:
+        model: a restoration network from attnzoo (``create_model``, ``load``) or anything ``attnzoo.load``
+            takes, with a degradation in its ``pretrained_cfg``.
+        path: the PNG to write.
+        images: clean image files (PNG, JPEG ... anything PIL reads), read as grey or RGB as the network
+            takes them, and each degraded by a generator seeded with 0. An image larger than 512 pixels
+            on a side is centre-cropped to 512 first: that part alone is restored and shown. By default
+            the first ``count`` of the benchmark's test photos (``TEST_PHOTOS``), degraded exactly as the
+            benchmark degrades them (:func:`attnzoo.data.photos.protocol_pair`); they are grey, repeated
+            to three channels for a colour network.
+        count: how many test photos to draw without ``images`` (1..4).
+        level: a blind network's sigma or JPEG quality, in its range; a network trained at one level
+            takes that one only.
+    """
+    from attnzoo.data.photos import PROTOCOL_LEVELS, TEST_PHOTOS, protocol_pair
+
+    check_count(count, len(TEST_PHOTOS))
+    if images is not None and (isinstance(images, (str, Path)) or not 1 <= len(images) <= 32):
+        raise ValueError(f"images must be a list of 1 to 32 image files, got {images!r}")
+    model = task_model(model, "restoration")
+    cfg = model.pretrained_cfg
+    name = model_name(cfg)
+    if cfg.get("degradation") is None:
+        raise ValueError(
+            f"{name!r} records no degradation (it was not trained by ImageRestorer), so there is nothing to show"
+        )
+    trained = Degradation.from_any(cfg["degradation"])
+    if level is None:
+        level = PROTOCOL_LEVELS[trained.kind] if trained.is_blind else trained.level
+    try:
+        shown = Degradation.fixed(trained.kind, level)
+    except ValueError as err:
+        raise ValueError(f"level {level!r} does not fit: {err}") from None
+    if not trained.low <= shown.level <= trained.high:
+        span = f"range [{trained.low:g}, {trained.high:g}]" if trained.is_blind else f"{trained.low:g}"
+        hint = f"give level, a {trained.field} in that range" if trained.is_blind else "leave level out"
+        raise ValueError(f"{name!r} undoes {trained.kind} {trained.field} {span}, not {shown.level:g}: {hint}")
+    channels = cfg["in_chans"]
+    if images is None:
+        sources = list(TEST_PHOTOS[:count])
+        grey = [protocol_pair(photo, shown.kind, shown.level) for photo in sources]
+        # A colour network gets the grey photos repeated to RGB, as PhotosData serves them.
+        pairs = [tuple(torch.from_numpy(x).float()[None].repeat(channels, 1, 1) for x in pair) for pair in grey]
+    else:
+        sources = [Path(file).name for file in images]
+        cleans = [_centre_crop(read_image(file, "L" if channels == 1 else "RGB"), _LARGEST_SHOWN) for file in images]
+        pairs = [(shown.degrade(clean, torch.Generator().manual_seed(0)), clean) for clean in cleans]
+    titles, panels, maps = [], [], []
+    for (degraded, clean), source in zip(pairs, sources):
+        (restored,), image_maps = viz.attention_maps(model, degraded[None])
+        before, after = (float(peak_signal_noise_ratio(x, clean, data_range=1.0)) for x in (degraded, restored))
+        titles.append(f"{source}, degraded\n{before:.2f} dB")
+        panels.append([(restored, f"restored\n{after:.2f} dB"), (clean, "clean")])
+        maps.append(image_maps)
+    title = f"{name}: {shown.kind} {shown.field} {shown.level:g}"
+    if trained.is_blind:
+        title += f" (trained on [{trained.low:g}, {trained.high:g}])"
+    if not maps[0]:
+        title += "; no attention maps, images only"
+    per_photo = {module: [image_maps[module][0] for image_maps in maps] for module in maps[0]}
+    return viz.draw(
+        [degraded for degraded, _ in pairs], per_photo, path, model, row_titles=titles, panels=panels,
+        groups=sources, group_by="photo", title=title,
+    )
+
+
+def _centre_crop(image: Tensor, side: int) -> Tensor:
+    """The central ``side`` x ``side`` part of an image (C, H, W); a dimension no longer than ``side`` stays whole."""
+    top, left = ((length - side) // 2 if length > side else 0 for length in image.shape[-2:])
+    return image[..., top : top + side, left : left + side]

@@ -1,13 +1,20 @@
-"""ImageClassifier on a tiny synthetic task: training, fine-tuning strategies, attention schedules, prediction."""
+"""ImageClassifier on a tiny synthetic task: training, fine-tuning strategies, attention schedules, prediction;
+what `attnzoo show` draws for a classifier."""
 from __future__ import annotations
 
 import lightning.pytorch as pl
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
+import attnzoo
 from attnzoo.attention.dynamic_conv import DynamicConv
-from attnzoo.tasks import DynamicConvTemperature, ImageClassifier
+from attnzoo.cli import main
+from attnzoo.data import DigitsData
+from attnzoo.tasks import DynamicConvTemperature, ImageClassifier, show_classifier
+
+from ..picture_helpers import capture_draw, capture_figures, figure_titles, layout
 
 
 class Blobs(pl.LightningDataModule):
@@ -107,3 +114,60 @@ def test_bad_arguments_and_class_mismatch_raise():
         ImageClassifier("resnet20", num_classes=3, labels=["a", "b"])
     with pytest.raises(ValueError, match="the data has 3 classes but the model was built for num_classes=5"):
         trainer(1).fit(ImageClassifier("resnet20", num_classes=5), datamodule=Blobs())
+
+
+def test_show_classifier_draws_digits_rows_and_compares_classes(tmp_path, monkeypatch):
+    drawn = capture_draw(monkeypatch)
+    model = attnzoo.load("resnet20-cbam.digits")
+    path = show_classifier(model, tmp_path / "digits.png", count=2)
+    assert Image.open(path).size == layout(10, 2)  # the digit and the nine CBAM maps
+    assert drawn["images"].shape == (200, 1, 32, 32) and drawn["rows"] == 2
+    assert drawn["groups"][:5] == [str(t) for t in DigitsData(augment=False).test_set.targets[:5].tolist()]
+    assert drawn["row_titles"][0].endswith(f"(true {drawn['groups'][0]})")
+    assert drawn["title"] == "resnet20-cbam.digits: DigitsData test digits"
+
+
+def test_show_classifier_shows_photos_to_an_imagenet_network(tmp_path, monkeypatch):
+    drawn = capture_draw(monkeypatch)
+    figures = capture_figures(monkeypatch)
+    model = attnzoo.create_model("resnet18-sk", num_classes=5)
+    show_classifier(model, tmp_path / "photos.png", count=2)
+    assert drawn["images"].shape == (16, 3, 224, 224) and drawn["groups"][:5] == [
+        "astronaut", "chelsea", "coffee", "rocket", "astronaut"
+    ]
+    assert sorted(drawn["zoomed"]) == [1.5, 2.0]
+    assert drawn["title"] == "resnet18-sk: scikit-image photos, 4 crops of each"
+    title = next(t for t in figure_titles(figures[-1]) if "largest kernel" in t)
+    assert title.startswith("sk: ")
+
+
+def test_show_classifier_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="'resnet20' has no attention modules: there is nothing to draw"):
+        show_classifier(attnzoo.create_model("resnet20", num_classes=10), tmp_path / "x.png")
+    model = attnzoo.create_model("resnet20-cbam", num_classes=10)
+    with pytest.raises(ValueError, match="count must be an integer in 1..32"):
+        show_classifier(model, tmp_path / "x.png", count=0)
+    with pytest.raises(ValueError, match="count must be an integer in 1..4, got 5"):  # photos for a 224 network
+        show_classifier(attnzoo.create_model("resnet18-cbam"), tmp_path / "x.png", count=5)
+    with pytest.raises(ValueError, match="'fcos-resnet18' is a detection model; show_classifier draws classification"):
+        show_classifier(attnzoo.create_model("fcos-resnet18", num_classes=3), tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_show_command_draws_a_zoo_entry(tmp_path, capsys):
+    assert main(["show", "resnet20-cbam.digits", "--output", str(tmp_path / "digits.png"), "--count", "2"]) == 0
+    assert f"wrote {tmp_path / 'digits.png'}" in capsys.readouterr().out
+    assert Image.open(tmp_path / "digits.png").format == "PNG"
+
+
+def test_show_command_draws_selective_kernels_and_random_networks(tmp_path, capsys):
+    output = tmp_path / "x.png"
+    assert main(["show", "resnet20-sk.digits", "--output", str(output)]) == 0
+    assert f"wrote {output}" in capsys.readouterr().out
+    assert main(["show", "resnet20-ema", "--output", str(output), "--count", "1"]) == 0  # no zoo weights: random
+    assert "resnet20-ema: random weights, not trained" in capsys.readouterr().out
+    assert Image.open(output).size == layout(2, 1)
+    assert main(["show", "resnet20.digits", "--output", str(output)]) == 2
+    assert "'resnet20.digits' has no attention modules" in capsys.readouterr().err
+    assert main(["show", "resnet20", "--random", "--output", str(output)]) == 2
+    assert "'resnet20' has no attention modules" in capsys.readouterr().err

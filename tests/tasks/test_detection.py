@@ -1,5 +1,6 @@
 """ObjectDetector on tiny ShapesData scenes: training, schedules, COCO mAP against pycocotools' COCOeval,
-DDP without double counting, checkpoints, the results JSON, the CLI (one process and two)."""
+DDP without double counting, checkpoints, the results JSON, the CLI (one process and two); what `attnzoo show`
+draws for a detector."""
 from __future__ import annotations
 
 import csv
@@ -10,24 +11,29 @@ from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from lightning.pytorch.loggers import CSVLogger
+from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch.utils.data import DataLoader
 from torchmetrics.detection import MeanAveragePrecision
 
 import attnzoo
+from attnzoo.attention.cbam import CBAM
 from attnzoo.cli import AttnzooCLI, main
 from attnzoo.data import ShapesData
 from attnzoo.data.detection import collate_detection
-from attnzoo.tasks import DetectionWriter, ObjectDetector
-from attnzoo.tasks.detection import MAP_KEYS, ImageMeanAveragePrecision
+from attnzoo.tasks import DetectionWriter, ObjectDetector, show_detections
+from attnzoo.tasks.detection import MAP_KEYS, ImageMeanAveragePrecision, _crop, _detect_with_maps
+from attnzoo.viz import record
 
 from ..cli_helpers import ddp_fit
+from ..picture_helpers import capture_draw, capture_figures, figure_titles, layout, write_image
 
 # 64 x 64 scenes, a handful per split, no augmentation: a step of FCOS on resnet18 takes a fraction of a second.
 SHAPES = {"image_size": 64, "train_size": 8, "val_size": 5, "test_size": 5, "object_size": (8, 32),
@@ -384,3 +390,123 @@ def test_ddp_fit_on_two_processes(tmp_path):
     with open(run / "metrics.csv") as f:
         logged = list(csv.DictReader(f))
     assert [r["val/map"] for r in logged if r["val/map"]] != [] and sum(1 for r in logged if r["train/loss"]) == 1
+
+
+def small_detector(name: str = "fcos-resnet18n-cbam", **kwargs) -> torch.nn.Module:
+    model = attnzoo.create_model(name, num_classes=9, fpn_channels=64, min_size=128, max_size=128, **kwargs)
+    model.pretrained_cfg["labels"] = [f"class {i}" for i in range(1, 9)]
+    return model
+
+
+def _lime_pixels(path, columns: int) -> int:
+    picture = np.asarray(Image.open(path).convert("RGB"), dtype=int)
+    first = picture[:, : picture.shape[1] // columns]
+    return int(((first[..., 1] > 200) & (first[..., 0] < 100) & (first[..., 2] < 100)).sum())
+
+
+def test_show_detections_draws_boxes_and_maps_on_image_files(tmp_path):
+    # Every box is kept (random weights score low), at most three an image.
+    model = small_detector(score_thresh=0.0, detections_per_img=3)
+    files = [write_image(tmp_path / "wide.jpg", 60, 100), write_image(tmp_path / "grey.png", 128, 128, "L")]
+    modules = sum(isinstance(m, CBAM) for m in model.backbone.body.modules())
+    assert modules == 8
+    path = show_detections(model, tmp_path / "out" / "boxes.png", images=files, score_thresh=0.0)
+    assert Image.open(path).format == "PNG" and Image.open(path).size == layout(modules + 1, 2)
+    assert _lime_pixels(path, modules + 1) > 50
+    assert sorted(p.name for p in path.parent.iterdir()) == ["boxes.png"]  # no temporary file left
+    none_kept = show_detections(model, tmp_path / "none.png", images=files, score_thresh=1.0)
+    assert _lime_pixels(none_kept, modules + 1) == 0
+
+
+def test_show_detections_defaults_to_shapes_test_images(tmp_path, monkeypatch):
+    drawn = capture_draw(monkeypatch)
+    figures = capture_figures(monkeypatch)
+    path = show_detections(small_detector(), tmp_path / "shapes.png", count=2)
+    assert Image.open(path).size == layout(9, 2)
+    assert len(drawn["images"]) == 2 and drawn["images"][0].shape == (3, 128, 128)
+    assert list(drawn["maps"]) == [f"layer{s}.{b}.se" for s in range(1, 5) for b in range(2)]
+    assert drawn["title"] == "fcos-resnet18n-cbam: boxes with score >= 0.3"
+    assert "layer4.1.se · cbam\n1x4x4" in figure_titles(figures[-1])
+
+    # A backbone without attention: the boxes alone, and the title says why.
+    path = show_detections(small_detector("fcos-resnet18n"), tmp_path / "plain.png", count=1)
+    assert Image.open(path).size == layout(1, 1) and drawn["maps"] == {}
+    assert "no attention maps in its backbone, boxes only" in drawn["title"]
+
+
+def test_a_detectors_channel_gates_are_compared_across_its_images(tmp_path, monkeypatch):
+    figures = capture_figures(monkeypatch)
+    show_detections(small_detector("fcos-resnet18n-se"), tmp_path / "se.png", count=2)
+    titles = figure_titles(figures[-1])
+    assert "layer1.0.se · se" in titles and "channel gates: each channel's mean gate, by image" in titles
+
+
+def test_maps_are_cropped_to_the_image_in_the_padded_batch():
+    # 60 x 100 is resized by 1.28 to 76 x 128, then padded to 96 x 128 (a multiple of 32).
+    model = small_detector().eval()
+    image = torch.rand(3, 60, 100)
+    _, cropped = _detect_with_maps(model, image)
+    with record(), torch.no_grad():
+        model([image])
+    raw = {n.removeprefix("backbone.body."): m.attention_map for n, m in model.named_modules() if n.endswith("se")}
+    assert raw["layer1.0.se"].shape == (1, 1, 24, 32)
+    # Stride 4: the image covers 19 of the 24 rows exactly, and all 32 columns.
+    torch.testing.assert_close(cropped["layer1.0.se"], raw["layer1.0.se"][..., :19, :])
+    # Strides 8, 16, 32: 9.5, 4.75 and 2.375 rows, resampled at 10, 5 and 3 points.
+    assert [cropped[f"layer{s}.0.se"].shape[-2:] for s in (2, 3, 4)] == [(10, 16), (5, 8), (3, 4)]
+
+    # A map whose value is its row: the k-th of n points sits at the centre of the k-th of n equal
+    # bins over the image's rows, in row units (row i centred on i); above row 0 the map is row 0's.
+    ramp = torch.arange(3.0).view(1, 1, 3, 1).expand(2, 4, 3, 5)
+    out = _crop(ramp, "spatial", resized=(80, 160), padded=(96, 160))
+    assert out.shape == (2, 4, 3, 5)
+    covered = 3 * 80 / 96
+    expected = ((torch.arange(3.0) + 0.5) * covered / 3 - 0.5).clamp(min=0)
+    torch.testing.assert_close(out, expected.view(1, 1, 3, 1).expand(2, 4, 3, 5))
+    gate = torch.rand(1, 8, 1, 1)
+    assert _crop(gate, "channel", (80, 160), (96, 160)) is gate  # channel gates have no place to crop
+
+    # A pairwise map has its queries cropped as its keys: a query's weights on the kept grid, resampled.
+    pairwise = torch.rand(1, 6 * 5, 6, 5)
+    out = _crop(pairwise, "pairwise", resized=(64, 160), padded=(96, 160))  # 4 of the 6 rows
+    assert out.shape == (1, 4 * 5, 4, 5)
+    torch.testing.assert_close(out, pairwise.view(1, 6, 5, 6, 5)[:, :4, :, :4].reshape(1, 20, 4, 5))
+
+
+def test_show_detections_bad_input(tmp_path):
+    model = small_detector()
+    good = write_image(tmp_path / "good.png", 32, 32)
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ValueError, match="cannot read image file '.*missing.jpg'"):
+        show_detections(model, tmp_path / "x.png", images=[good, tmp_path / "missing.jpg"])
+    with pytest.raises(ValueError, match="cannot read image file '.*notes.png'"):
+        show_detections(model, tmp_path / "x.png", images=[tmp_path / "notes.png"])
+    with pytest.raises(ValueError, match="images must be a list of 1 to 32 image files"):
+        show_detections(model, tmp_path / "x.png", images=str(good))
+    with pytest.raises(ValueError, match="images must be a list of 1 to 32 image files"):
+        show_detections(model, tmp_path / "x.png", images=[])
+    with pytest.raises(ValueError, match="'resnet20-cbam' is a classification model; show_detections draws detectors"):
+        show_detections(attnzoo.create_model("resnet20-cbam", num_classes=10), tmp_path / "x.png")
+    with pytest.raises(ValueError, match="count must be an integer in 1..32, got 33"):
+        show_detections(model, tmp_path / "x.png", count=33)
+    with pytest.raises(ValueError, match=r"score_thresh must be a number in \[0, 1\], got 1.5"):
+        show_detections(model, tmp_path / "x.png", score_thresh=1.5)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_show_command_draws_a_detector(tmp_path, capsys):
+    folder = attnzoo.save_pretrained(small_detector(), tmp_path / "detector")
+    image = write_image(tmp_path / "photo.jpg", 96, 128)
+    output = tmp_path / "boxes.png"
+    assert main(["show", str(folder), "--output", str(output), "--image", str(image), "--score_thresh", "0.1"]) == 0
+    assert f"wrote {output}" in capsys.readouterr().out
+    assert Image.open(output).size == layout(9, 1)
+    assert main(["show", str(folder), "--output", str(output), "--count", "2"]) == 0
+    assert Image.open(output).size == layout(9, 2)
+
+    assert main(["show", "resnet20-cbam.digits", "--output", str(output), "--image", str(image)]) == 2
+    assert "--image is for detectors and restoration models; 'resnet20-cbam.digits' is a classification model" in (
+        capsys.readouterr().err
+    )
+    assert main(["show", str(folder), "--output", str(output), "--image", str(tmp_path / "nope.jpg")]) == 2
+    assert "cannot read image file" in capsys.readouterr().err

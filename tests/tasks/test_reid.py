@@ -1,6 +1,7 @@
 """VideoReID: the batch-hard triplet loss against its definition, the losses and logged metrics of a
 training step, ranking across two loaders, bad arguments; the CLI's fit, test (against the protocol
-applied by hand), publish and load; two DDP processes fitting together and ranking exactly as one."""
+applied by hand), publish and load; two DDP processes fitting together and ranking exactly as one; what
+`attnzoo show` draws for a re-ID network."""
 from __future__ import annotations
 
 import csv
@@ -14,15 +15,18 @@ from functools import partial
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 import attnzoo
 from attnzoo.backbones.video import embed_loader, embed_tracklets
 from attnzoo.cli import AttnzooCLI, main
-from attnzoo.tasks import ReIDAdam, VideoReID
-from attnzoo.tasks.reid import batch_hard_triplet_loss
+from attnzoo.tasks import ReIDAdam, VideoReID, show_reid
+from attnzoo.tasks.reid import _frame_weights, batch_hard_triplet_loss
 from attnzoo.tasks.reid_metrics import evaluate_ranking
+from attnzoo.viz import attention_maps
 
 from ..cli_helpers import ROOT, ddp_fit
+from ..picture_helpers import capture_draw, capture_figures, figure_titles
 
 TINY = {"backbone": "resnet18n", "input_size": (32, 16), "seq_len": 2}
 
@@ -228,3 +232,54 @@ def test_more_checks_of_the_arguments():
 
     with pytest.raises(ValueError, match="a batch of p \\* k = 1 tracklet cannot train"):
         TrackletsData(p=1, k=1)
+
+
+@pytest.mark.parametrize("temporal", ["avg", "max", "soft", "hard", "sta"])
+def test_a_frames_weight_is_its_share_in_the_temporal_mechanism(temporal):
+    torch.manual_seed(0)
+    model = attnzoo.create_model(f"resnet18n+{temporal}").eval()
+    _, maps = attention_maps(model, torch.rand(1, 4, 3, 64, 32))
+    weights = _frame_weights(maps, temporal, 4)
+    if temporal == "max":
+        assert weights is None
+        return
+    if temporal == "sta":  # each part's scores over the frames, averaged over the 4 parts
+        expected = maps["pool"][0].mean(-1)
+    elif temporal == "hard":  # the selected frame takes it all
+        expected = maps["pool"][0] / maps["pool"][0].sum()
+    else:
+        expected = maps["pool"][0] if temporal == "soft" else torch.full((4,), 0.25)
+    torch.testing.assert_close(torch.tensor(weights), expected.float())
+    assert sum(weights) == pytest.approx(1)
+
+
+def test_show_command_draws_a_reid_network(tmp_path, capsys):
+    torch.manual_seed(0)
+    folder = attnzoo.save_pretrained(attnzoo.create_model("resnet18n+soft", input_size=(64, 32)), tmp_path / "net")
+    output = tmp_path / "ranks.png"
+    assert main(["show", str(folder), "--output", str(output), "--count", "2"]) == 0
+    assert f"wrote {output}" in capsys.readouterr().out
+    # Two rows of the query's 4 frames and 5 gallery tracklets, 0.75 x 1.6 inches each, at 120 dpi.
+    assert Image.open(output).size == (round((0.75 * 9 + 0.5) * 120), round(1.6 * 2 * 120))
+    assert main(["show", str(folder), "--output", str(output), "--level", "25"]) == 2
+    assert "--level is for restoration models" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="is a classification model; show_reid draws video re-ID networks"):
+        show_reid(attnzoo.create_model("resnet20"), output)
+
+
+def test_show_reid_draws_stas_weights_per_part_below_the_rankings(tmp_path, monkeypatch):
+    drawn = capture_draw(monkeypatch)
+    figures = capture_figures(monkeypatch)
+    model = attnzoo.create_model("resnet18n+sta", input_size=(64, 32))
+    path = show_reid(model, tmp_path / "ranks.png", count=2, top=3)
+    # The rankings (the query's 4 frames, 3 gallery tracklets) above the query clips with their part weights.
+    assert Image.open(path).size == (round((0.75 * 7 + 0.5) * 120), round((1.6 * 2 + 1.5 * 2 + 0.4) * 120))
+    rankings, items = figures[-1].subfigs
+    assert figure_titles(rankings)[0].startswith("query ") and figure_titles(rankings)[4].startswith("#1: ")
+    assert figure_titles(items)[-1] == "pool · sta: the weight of each item, per part (top to bottom)"
+    assert list(drawn["maps"]) == ["pool"] and drawn["items"].shape == (2, 4, 3, 64, 32)
+    # Each frame's bands are labelled with its parts' scores, which sum to 1 over the frames.
+    first = drawn["maps"]["pool"][0]
+    assert first.shape == (4, 4) and torch.allclose(first.sum(0), torch.ones(4))
+    labels = [float(text.get_text()) for text in items.axes[0].texts]
+    assert labels == pytest.approx(first[0].tolist(), abs=0.005)

@@ -1,5 +1,6 @@
 """ImageRestorer on small PhotosData patches: PSNR / SSIM against scikit-image, losses, the degradation
-handed to the data, a fit that raises PSNR, tiling, the writer, the CLI (one process and two)."""
+handed to the data, a fit that raises PSNR, tiling, the writer, the CLI (one process and two); what
+`attnzoo show` draws for a restoration network."""
 from __future__ import annotations
 
 import csv
@@ -19,12 +20,14 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 import attnzoo
 from attnzoo.cli import AttnzooCLI, main
 from attnzoo.data import PhotosData
+from attnzoo.data.degradation import Degradation
 from attnzoo.data.photos import TEST_PHOTOS, protocol_pair
-from attnzoo.tasks import ImageRestorer, RestorationWriter
+from attnzoo.tasks import ImageRestorer, RestorationWriter, show_restoration
 from attnzoo.tasks.restoration import psnr, ssim
 from attnzoo.zoo.catalog import ZooEntry, catalog
 
 from ..cli_helpers import ddp_fit
+from ..picture_helpers import capture_draw, layout, write_image
 
 TINY = {"channels": 8, "groups": 1, "blocks": 1}
 CLI_MODEL = ["--model", "ImageRestorer", "--model.network", "rir-se", "--model.network_kwargs", json.dumps(TINY),
@@ -291,3 +294,116 @@ def test_ddp_fit_on_two_processes(tmp_path):
     with open(tmp_path / "lightning_logs" / "version_0" / "metrics.csv") as f:
         logged = list(csv.DictReader(f))
     assert [r["val/psnr"] for r in logged if r["val/psnr"]] != []
+
+
+def small_restorer(name: str = "rir-cbam", degradation: dict | None = None, **kwargs) -> torch.nn.Module:
+    sizes = {"channels": 8, "groups": 1, "blocks": 1} if name.startswith("rir") else {"channels": 8, "depth": 3}
+    model = attnzoo.create_model(name, **sizes, **kwargs)
+    model.pretrained_cfg["degradation"] = degradation or {"kind": "gaussian", "sigma": 25}
+    return model
+
+
+def caption_psnr(caption: str) -> float:
+    return float(caption.split("\n")[1].removesuffix(" dB"))
+
+
+def test_show_restoration_draws_degraded_restored_clean_and_maps(tmp_path, monkeypatch):
+    drawn = capture_draw(monkeypatch)
+    model = small_restorer()
+    path = show_restoration(model, tmp_path / "out" / "restored.png", count=2)
+    # Degraded, restored, clean, then the one residual block's CBAM map.
+    assert Image.open(path).size == layout(4, 2)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["restored.png"]  # no temporary file left
+    assert list(drawn["maps"]) == ["body.0.blocks.0.attention"]
+    assert drawn["title"] == "rir-cbam: gaussian sigma 25"
+    for row, photo in enumerate(["camera", "moon"]):
+        degraded, clean = (torch.from_numpy(x).float()[None] for x in protocol_pair(photo, "gaussian", 25))
+        (restored, restored_caption), (shown_clean, clean_caption) = drawn["panels"][row]
+        torch.testing.assert_close(drawn["images"][row], degraded)
+        with torch.no_grad():
+            torch.testing.assert_close(restored, model.eval()(degraded[None])[0])
+        torch.testing.assert_close(shown_clean, clean)
+        assert clean_caption == "clean" and drawn["row_titles"][row].startswith(f"{photo}, degraded\n")
+        for caption, image in ((drawn["row_titles"][row], degraded), (restored_caption, restored)):
+            expected = -10 * torch.log10(((image - clean) ** 2).mean()).item()
+            assert caption_psnr(caption) == pytest.approx(expected, abs=0.01)
+    assert caption_psnr(drawn["row_titles"][0]) == pytest.approx(20.17, abs=0.05)  # sigma 25's usual input PSNR
+
+    # A blind model: at the protocol's level by default, else at the one given.
+    blind = small_restorer(degradation={"kind": "gaussian", "sigma": [0, 50]})
+    show_restoration(blind, tmp_path / "blind.png", count=1)
+    assert drawn["title"] == "rir-cbam: gaussian sigma 25 (trained on [0, 50])"
+    show_restoration(blind, tmp_path / "blind.png", count=1, level=40)
+    torch.testing.assert_close(
+        drawn["images"][0], torch.from_numpy(protocol_pair("camera", "gaussian", 40)[0]).float()[None]
+    )
+
+
+def test_show_restoration_degrades_image_files(tmp_path, monkeypatch):
+    drawn = capture_draw(monkeypatch)
+    # Wider than 512: its central 512 columns are restored and shown.
+    file = write_image(tmp_path / "wide.png", 40, 600)
+    path = show_restoration(small_restorer(), tmp_path / "file.png", images=[file])
+    assert Image.open(path).size == layout(4, 1)
+    clean = torch.from_numpy(np.asarray(Image.open(file).convert("L"), dtype=np.float32) / 255)[None, :, 44:556]
+    degraded = Degradation.fixed("gaussian", 25).degrade(clean, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(drawn["images"][0], degraded)
+    torch.testing.assert_close(drawn["panels"][0][1][0], clean)
+    assert drawn["row_titles"][0].startswith("wide.png, degraded\n")
+
+
+def test_show_restoration_of_a_network_without_attention(tmp_path, monkeypatch):
+    drawn = capture_draw(monkeypatch)
+    # A colour JPEG model: the grey test photos repeated to RGB, an image file read as RGB.
+    model = small_restorer("dncnn", {"kind": "jpeg", "quality": 10}, in_channels=3)
+    path = show_restoration(model, tmp_path / "plain.png", count=1)
+    assert Image.open(path).size == layout(3, 1) and drawn["maps"] == {}
+    assert drawn["title"] == "dncnn: jpeg quality 10; no attention maps, images only"
+    degraded = torch.from_numpy(protocol_pair("camera", "jpeg", 10)[0]).float()[None].expand(3, -1, -1)
+    torch.testing.assert_close(drawn["images"][0], degraded)
+    show_restoration(model, tmp_path / "plain.png", images=[write_image(tmp_path / "photo.jpg", 24, 32)])
+    assert drawn["images"][0].shape == (3, 24, 32)
+
+
+def test_show_restoration_bad_input(tmp_path):
+    model = small_restorer()
+    with pytest.raises(ValueError, match="count must be an integer in 1..4, got 5"):
+        show_restoration(model, tmp_path / "x.png", count=5)
+    with pytest.raises(ValueError, match="images must be a list of 1 to 32 image files"):
+        show_restoration(model, tmp_path / "x.png", images=str(tmp_path / "a.png"))
+    with pytest.raises(ValueError, match="cannot read image file '.*missing.png'"):
+        show_restoration(model, tmp_path / "x.png", images=[tmp_path / "missing.png"])
+    with pytest.raises(ValueError, match="'resnet20-cbam' is a classification model; show_restoration draws"):
+        show_restoration(attnzoo.create_model("resnet20-cbam", num_classes=10), tmp_path / "x.png")
+    untrained = attnzoo.create_model("rir-cbam", channels=8, groups=1, blocks=1)
+    with pytest.raises(ValueError, match="'rir-cbam' records no degradation .*nothing to show"):
+        show_restoration(untrained, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="'rir-cbam' undoes gaussian sigma 25, not 50: leave level out"):
+        show_restoration(model, tmp_path / "x.png", level=50)
+    blind = small_restorer(degradation={"kind": "gaussian", "sigma": [30, 50]})
+    with pytest.raises(ValueError, match=r"undoes gaussian sigma range \[30, 50\], not 25: give level, a sigma in"):
+        show_restoration(blind, tmp_path / "x.png")
+    jpeg = small_restorer(degradation={"kind": "jpeg", "quality": [10, 40]})
+    with pytest.raises(ValueError, match="level 10.5 does not fit: degradation: quality must be an integer"):
+        show_restoration(jpeg, tmp_path / "x.png", level=10.5)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_show_command_draws_a_restoration_network(tmp_path, capsys):
+    blind = small_restorer(degradation={"kind": "jpeg", "quality": [10, 40]})
+    folder = attnzoo.save_pretrained(blind, tmp_path / "net")
+    output = tmp_path / "restored.png"
+    assert main(["show", str(folder), "--output", str(output), "--count", "1", "--level", "20"]) == 0
+    assert f"wrote {output}" in capsys.readouterr().out
+    assert Image.open(output).size == layout(4, 1)
+    image = write_image(tmp_path / "photo.png", 24, 32)
+    assert main(["show", str(folder), "--output", str(output), "--image", str(image), str(image)]) == 0
+    assert Image.open(output).size == layout(4, 2)
+
+    assert main(["show", str(folder), "--output", str(output), "--level", "50"]) == 2
+    assert "undoes jpeg quality range [10, 40], not 50" in capsys.readouterr().err
+    assert main(["show", str(folder), "--output", str(output), "--score_thresh", "0.1"]) == 2
+    assert f"--score_thresh is for detectors; {str(folder)!r} is a restoration model" in capsys.readouterr().err
+    assert main(["show", "resnet20-cbam.digits", "--output", str(output), "--level", "25"]) == 2
+    err = capsys.readouterr().err
+    assert "--level is for restoration models; 'resnet20-cbam.digits' is a classification model" in err
