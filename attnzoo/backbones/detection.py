@@ -12,6 +12,9 @@ torchvision's ResNet:
 - anchor generators, heads, transform and thresholds are the torchvision
   constructors' defaults (min_size 800, max_size 1333, ...); keyword arguments
   go to the constructor and override them;
+- ``test_min_size`` / ``test_max_size`` resize evaluation images to other sizes than
+  training ones (detectron2's ``MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``); torchvision
+  evaluates at its last training ``min_size``;
 - with trained weights (``pretrained_backbone=True``, or a ``checkpoint_path``), the
   backbone's BatchNorm2d layers become ``FrozenBatchNorm2d`` and only the last
   ``trainable_backbone_layers`` (default 3) of conv1, layer1 ... layer4 train,
@@ -59,7 +62,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP
 
 from .checkpoint import load_state, read_state_dict
 from .resnet import _CIFAR_BLOCKS, AttentionResNet, pretrained_body
-from .spec import ARCHITECTURES, BackboneSpec, _closest, parse_model_name
+from .spec import ARCHITECTURES, BackboneSpec, _closest, parse_model_name, positive_int
 
 __all__ = [
     "DETECTORS",
@@ -268,6 +271,40 @@ def _modules(keys: list[str], everything: Mapping[str, Tensor]) -> str:
     return ", ".join(dict.fromkeys(modules)) or "none"
 
 
+class TestSizeTransform(GeneralizedRCNNTransform):
+    """torchvision's detection transform with its own sizes in eval mode.
+
+    torchvision evaluates at the last training ``min_size`` and the training ``max_size``;
+    a detector trained on small images often finds small objects better when evaluated
+    larger (the train/test resolution discrepancy). The sizes follow ``self.training`` when
+    read, not ``train()``: Lightning restores modes by setting ``training`` directly.
+    """
+
+    def __init__(self, base: GeneralizedRCNNTransform, test_min_size: int, test_max_size: int) -> None:
+        super().__init__(
+            base.min_size, base.max_size, base.image_mean, base.image_std,
+            size_divisible=base.size_divisible, fixed_size=base.fixed_size, _skip_resize=base._skip_resize,
+        )
+        self.test_min_size, self.test_max_size = test_min_size, test_max_size
+        self.train(base.training)
+
+    @property
+    def min_size(self) -> tuple[int, ...]:
+        return self._train_min_size if self.training else (self.test_min_size,)
+
+    @min_size.setter
+    def min_size(self, value: tuple[int, ...]) -> None:
+        self._train_min_size = value
+
+    @property
+    def max_size(self) -> int:
+        return self._train_max_size if self.training else self.test_max_size
+
+    @max_size.setter
+    def max_size(self, value: int) -> None:
+        self._train_max_size = value
+
+
 def _check_detector_kwargs(spec: DetectorSpec, kwargs: Mapping[str, Any]) -> None:
     """torchvision's constructors pass unknown keywords on to their transform, which drops them silently."""
     constructor = _CONSTRUCTORS[spec.detector]
@@ -297,6 +334,8 @@ def create_detector(
     stages: Sequence[int] | None = None,
     attention_kwargs: Mapping[str, Any] | None = None,
     fpn_channels: int = 256,
+    test_min_size: int | None = None,
+    test_max_size: int | None = None,
     **detector_kwargs: Any,
 ) -> nn.Module:
     """Build torchvision's Faster R-CNN, RetinaNet or FCOS over an attention backbone with an FPN.
@@ -320,6 +359,8 @@ def create_detector(
         stages, attention_kwargs: as for :func:`attnzoo.create_model`.
         fpn_channels: the width of the FPN and of the heads on it (torchvision's 256 by default);
             FCOS's GroupNorm needs a multiple of 32.
+        test_min_size, test_max_size: the sizes evaluation images are resized to (None: the
+            training ``min_size`` / ``max_size``, torchvision's behaviour).
         **detector_kwargs: passed to torchvision's constructor (``min_size``, ``max_size``,
             ``score_thresh``, ``nms_thresh``, ``detections_per_img``; Faster R-CNN's ``box_score_thresh``
             ...); torchvision's defaults otherwise.
@@ -359,6 +400,11 @@ def create_detector(
             + (f"both {given[0]} and {given[1]}" if len(given) == 2 else "all three")
         )
     _check_detector_kwargs(spec, detector_kwargs)
+    test_sizes = {
+        name: positive_int(spec.name, name, value)
+        for name, value in (("test_min_size", test_min_size), ("test_max_size", test_max_size))
+        if value is not None
+    }
     source = _zoo_detector(spec, init_from) if init_from is not None else None
     trained = bool(given)
     layers = _validate_trainable_layers(trained, trainable_backbone_layers, 5, 3)
@@ -370,6 +416,12 @@ def create_detector(
         _fpn_backbone(spec.detector, body, layers, fpn_channels), num_classes, **detector_kwargs
     )
     model.spec = spec
+    if test_sizes:
+        model.transform = TestSizeTransform(
+            model.transform,
+            test_min_size if test_min_size is not None else model.transform.min_size[-1],
+            test_max_size if test_max_size is not None else model.transform.max_size,
+        )
     transform = model.transform
     model.pretrained_cfg = dict(
         architecture=spec.name,
@@ -380,12 +432,14 @@ def create_detector(
         fpn_channels=fpn_channels,
         min_size=transform.min_size[0] if len(transform.min_size) == 1 else tuple(transform.min_size),
         max_size=transform.max_size,
+        test_min_size=test_min_size,
+        test_max_size=test_max_size,
         image_mean=tuple(transform.image_mean),
         image_std=tuple(transform.image_std),
         **_thresholds(spec.detector, model),
         trainable_backbone_layers=layers,
         frozen_bn=trained,
-        detector_kwargs=dict(detector_kwargs),
+        detector_kwargs={**detector_kwargs, **test_sizes},
         labels=None,
     )
     if checkpoint_path is not None:

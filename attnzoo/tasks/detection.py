@@ -145,7 +145,9 @@ class ObjectDetector(TaskModule):
             initialisation (listed in a warning and in ``model.pretrained_cfg["init_from"]``). BN and
             trainable layers as with ``pretrained_backbone``.
         detector_kwargs: torchvision's constructor arguments: ``min_size`` (800), ``max_size`` (1333),
-            ``score_thresh``, ``nms_thresh``, ``detections_per_img``, ...
+            ``score_thresh``, ``nms_thresh``, ``detections_per_img``, ...; and
+            :func:`~attnzoo.backbones.detection.create_detector`'s ``fpn_channels``, ``test_min_size`` and
+            ``test_max_size`` (validation, test and predict resize to these; the training sizes by default).
         optimizer: builds the optimiser (LightningCLI: ``--model.optimizer AdamW``); default SGD
             lr 0.01, momentum 0.9, weight decay 1e-4.
         scheduler: builds a schedule stepped once an epoch, multiplied with the warm-up; None: cosine

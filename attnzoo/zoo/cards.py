@@ -18,6 +18,15 @@ _TASK_TYPES = {
 }
 
 
+def _test_sizes(config: Mapping[str, Any]) -> str:
+    """The evaluation sizes, where they differ from the training ones."""
+    sizes = config.get("test_min_size"), config.get("test_max_size")
+    if sizes == (None, None):
+        return ""
+    test_min, test_max = (given or config[name] for given, name in zip(sizes, ("min_size", "max_size")))
+    return f" for training and min_size {test_min} / max_size {test_max} for evaluation"
+
+
 def _summary(config: Mapping[str, Any], attention: str | None) -> str:
     """One sentence: what the network is and what it takes."""
     with_attention = f" with `{attention}` attention" if attention else ""
@@ -26,7 +35,7 @@ def _summary(config: Mapping[str, Any], attention: str | None) -> str:
         return (
             f"An attnzoo `{spec['detector']}` detector (torchvision's) on a `{spec['backbone']['arch']}` backbone"
             f"{with_attention}, {config['num_classes'] - 1} object classes, images resized to "
-            f"min_size {config['min_size']} / max_size {config['max_size']}."
+            f"min_size {config['min_size']} / max_size {config['max_size']}{_test_sizes(config)}."
         )
     if config["task"] == "restoration":
         colour = "grey (1 channel)" if config["in_chans"] == 1 else "colour (3 channels)"

@@ -88,6 +88,8 @@ def _detector_config(model: nn.Module) -> dict[str, Any]:
         "dataset": cfg.get("dataset"),
         "min_size": cfg["min_size"],
         "max_size": cfg["max_size"],
+        "test_min_size": cfg.get("test_min_size"),
+        "test_max_size": cfg.get("test_max_size"),
         "image_mean": list(cfg["image_mean"]),
         "image_std": list(cfg["image_std"]),
         "score_thresh": cfg["score_thresh"],

@@ -134,6 +134,8 @@ def test_num_classes_default_depends_on_the_task():
         (lambda: create_detector("fasterrcnn-resnet18", score_thresh=0.1), "Did you mean 'rpn_score_thresh', 'box_score"),
         (lambda: create_detector("fcos-resnet18", fpn_channels=48), "fpn_channels must be .* divisible by 32"),
         (lambda: create_detector("retinanet-resnet18", fpn_channels=0), "fpn_channels must be a positive integer"),
+        (lambda: create_detector("fcos-resnet18", test_min_size=0), "test_min_size must be a positive integer"),
+        (lambda: create_detector("fcos-resnet18", test_max_size="big"), "test_max_size must be a positive integer"),
     ],
 )
 def test_bad_input_is_a_clear_value_error(call, message):
@@ -202,6 +204,41 @@ def test_defaults_are_torchvisions_and_overridable(detector):
     assert (cfg["min_size"], cfg["max_size"], cfg["score_thresh"], cfg["detections_per_img"]) == (320, 512, 0.3, 7)
     assert cfg["detector_kwargs"] == kwargs
     assert model.transform.min_size == (320,)
+
+
+@pytest.mark.parametrize("detector", list(DETECTORS))
+def test_test_sizes_resize_evaluation_images_only(detector):
+    """Evaluation runs as a network built at the test sizes does; training keeps the training sizes."""
+    torch.manual_seed(0)
+    # Random heads score low (RetinaNet's prior is 0.01): keep every detection.
+    keep = {("box_" if detector == "fasterrcnn" else "") + "score_thresh": 0.0}
+    model = attnzoo.create_model(
+        f"{detector}-resnet18n", num_classes=3, **TINY, test_min_size=96, test_max_size=128, **keep
+    )
+    randomise_batch_norms(model, seed=1)
+    reference = attnzoo.create_model(f"{detector}-resnet18n", num_classes=3, min_size=96, max_size=128, **keep)
+    reference.load_state_dict(model.state_dict())
+    images, targets = tiny_batch()
+    found, expected = detect(model, images), detect(reference, images)
+    assert [len(f["boxes"]) for f in found] == [len(e["boxes"]) for e in expected]
+    assert any(len(e["boxes"]) for e in expected), "no detections to compare"
+    for f, e in zip(found, expected):
+        torch.testing.assert_close(f["boxes"], e["boxes"])
+        torch.testing.assert_close(f["scores"], e["scores"])
+    # Training sizes whichever way the mode is set (Lightning sets `training` itself): a 64 x 80 image stays.
+    for module in model.modules():
+        module.training = True
+    batch, _ = model.transform(images[:1], [dict(targets[0])])
+    assert batch.image_sizes == [(64, 80)]
+    cfg = model.pretrained_cfg
+    assert (cfg["min_size"], cfg["max_size"], cfg["test_min_size"], cfg["test_max_size"]) == (64, 96, 96, 128)
+    assert cfg["detector_kwargs"] == {**TINY, **keep, "test_min_size": 96, "test_max_size": 128}
+
+
+def test_one_test_size_keeps_the_other_training_size():
+    model = attnzoo.create_model("fcos-resnet18n", num_classes=3, min_size=64, max_size=200, test_min_size=96).eval()
+    assert (model.transform.min_size, model.transform.max_size) == ((96,), 200)
+    assert attnzoo.create_model("fcos-resnet18n", num_classes=3).transform.__class__.__name__ == "GeneralizedRCNNTransform"
 
 
 def fpn_widths(model: nn.Module) -> tuple[list[int], int]:

@@ -199,7 +199,8 @@ def test_a_detector_saves_and_loads_back_with_its_settings(tmp_path):
     from torchvision.ops.misc import FrozenBatchNorm2d
 
     # A frozen-BN state dict in torchvision's COCO format: RetinaNet then runs with BN epsilon 0.
-    settings = dict(min_size=64, max_size=96, score_thresh=0.0, fpn_channels=32)
+    # Evaluation at other sizes than training's must survive: the detections below differ otherwise.
+    settings = dict(min_size=64, max_size=96, test_min_size=80, test_max_size=112, score_thresh=0.0, fpn_channels=32)
     source = attnzoo.create_model("retinanet-resnet18-se", num_classes=4, **settings)
     source.backbone.body = freeze_batch_norm_2d(source.backbone.body)
     randomize_batchnorm(source)
@@ -213,7 +214,9 @@ def test_a_detector_saves_and_loads_back_with_its_settings(tmp_path):
     assert config["task"] == "detection" and config["spec"]["detector"] == "retinanet"
     assert config["spec"]["backbone"]["attention"] == "se" and config["frozen_bn_eps"] == 0.0
     assert config["min_size"] == 64 and config["fpn_channels"] == 32 and config["category_ids"] == [5, 7, 9] and config["labels"] == ["a", "b", "c"]
-    assert "object-detection" in ModelCard.load(tmp_path / "det" / "README.md").content
+    assert (config["test_min_size"], config["test_max_size"]) == (80, 112)
+    card = ModelCard.load(tmp_path / "det" / "README.md").content
+    assert "object-detection" in card and "min_size 80 / max_size 112 for evaluation" in card
 
     loaded = attnzoo.load(tmp_path / "det")
     assert {m.eps for m in loaded.modules() if isinstance(m, FrozenBatchNorm2d)} == {0.0}
