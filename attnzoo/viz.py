@@ -536,6 +536,7 @@ def _routing_section(page: _Page) -> Section | None:
         return None
     order = [index for members in page.groups.values() for index in members]
     ends = np.cumsum([len(members) for members in page.groups.values()])
+    starts = np.concatenate([[0], ends[:-1]])
 
     def paint(figure: Any) -> None:
         axes = figure.subplots(1, len(names), squeeze=False)[0]
@@ -549,7 +550,6 @@ def _routing_section(page: _Page) -> Section | None:
             ax.tick_params(labelsize=6)
             for end in ends[:-1]:
                 ax.axhline(end - 0.5, color="white", linewidth=0.8)
-            starts = np.concatenate([[0], ends[:-1]])
             ax.set_yticks((starts + ends - 1) / 2, list(page.groups) if ax is axes[0] else [])
 
     caption = f"routing weights: every example (a row), grouped by {page.group_by}"
