@@ -423,6 +423,9 @@ def create_detector(
             test_max_size if test_max_size is not None else model.transform.max_size,
         )
     transform = model.transform
+    # Resolved, so that config.json and the card state the sizes evaluation runs at (torchvision's
+    # is the last of several training min_sizes).
+    evaluated_at = (transform.test_min_size, transform.test_max_size) if test_sizes else (None, None)
     model.pretrained_cfg = dict(
         architecture=spec.name,
         task="detection",
@@ -432,8 +435,8 @@ def create_detector(
         fpn_channels=fpn_channels,
         min_size=transform.min_size[0] if len(transform.min_size) == 1 else tuple(transform.min_size),
         max_size=transform.max_size,
-        test_min_size=test_min_size,
-        test_max_size=test_max_size,
+        test_min_size=evaluated_at[0],
+        test_max_size=evaluated_at[1],
         image_mean=tuple(transform.image_mean),
         image_std=tuple(transform.image_std),
         **_thresholds(spec.detector, model),

@@ -19,12 +19,10 @@ _TASK_TYPES = {
 
 
 def _test_sizes(config: Mapping[str, Any]) -> str:
-    """The evaluation sizes, where they differ from the training ones."""
-    sizes = config.get("test_min_size"), config.get("test_max_size")
-    if sizes == (None, None):
+    """The evaluation sizes, where they differ from the training ones (config.json holds both resolved)."""
+    if config.get("test_min_size") is None:
         return ""
-    test_min, test_max = (given or config[name] for given, name in zip(sizes, ("min_size", "max_size")))
-    return f" for training and min_size {test_min} / max_size {test_max} for evaluation"
+    return f" for training and min_size {config['test_min_size']} / max_size {config['test_max_size']} for evaluation"
 
 
 def _summary(config: Mapping[str, Any], attention: str | None) -> str:

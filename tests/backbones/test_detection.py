@@ -1,5 +1,6 @@
 """Detectors on attention backbones: names, torchvision's networks and defaults, freezing, COCO weights."""
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -239,6 +240,17 @@ def test_one_test_size_keeps_the_other_training_size():
     model = attnzoo.create_model("fcos-resnet18n", num_classes=3, min_size=64, max_size=200, test_min_size=96).eval()
     assert (model.transform.min_size, model.transform.max_size) == ((96,), 200)
     assert attnzoo.create_model("fcos-resnet18n", num_classes=3).transform.__class__.__name__ == "GeneralizedRCNNTransform"
+
+
+def test_the_config_and_card_state_the_sizes_evaluation_runs_at(tmp_path):
+    # With several training min_sizes torchvision evaluates at the last: config.json and the card say so.
+    model = attnzoo.create_model("fcos-resnet18n", num_classes=3, min_size=(64, 80), max_size=200, test_max_size=240)
+    assert (model.eval().transform.min_size, model.transform.max_size) == ((80,), 240)
+    attnzoo.save_pretrained(model, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert (config["min_size"], config["test_min_size"], config["test_max_size"]) == ([64, 80], 80, 240)
+    card = (tmp_path / "README.md").read_text()
+    assert "min_size (64, 80) / max_size 200 for training and min_size 80 / max_size 240 for evaluation" in card
 
 
 def fpn_widths(model: nn.Module) -> tuple[list[int], int]:
