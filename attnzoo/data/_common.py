@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -19,12 +20,14 @@ def check_int(owner: str, name: str, value: object, minimum: int) -> None:
         raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
 
 
-def load_image(path: str, mode: str) -> Image.Image:
+def load_image(path: str | Path, mode: str) -> Image.Image:
     """The image file at ``path`` converted to ``mode`` ("L", "RGB"); a ValueError naming it if unreadable."""
     try:
         with Image.open(path) as image:
             return image.convert(mode)
-    except OSError as err:  # PIL.UnidentifiedImageError and truncated files are OSErrors
+    # OSError: missing, a folder, not an image, truncated (PIL.UnidentifiedImageError is one); SyntaxError:
+    # some of PIL's decoders on broken files.
+    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from err
 
 

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from attnzoo.data._common import load_image
+
 __all__ = ["check_count", "model_name", "read_image", "task_model"]
 
 
@@ -44,12 +46,5 @@ def task_model(model: nn.Module | str | Path, task: str) -> nn.Module:
 def read_image(path: str | Path, mode: str = "RGB") -> Tensor:
     """An image file as RGB (3, H, W), or with ``mode`` "L" grey (1, H, W), float in [0, 1]; ValueError
     naming the file when it cannot be read."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            pixels = np.atleast_3d(np.asarray(image.convert(mode), dtype=np.float32) / 255)
-    # OSError: missing, a folder, not an image, truncated; SyntaxError: some of PIL's decoders on broken files.
-    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
-        raise ValueError(f"cannot read image file {str(path)!r}: {err}") from err
+    pixels = np.atleast_3d(np.asarray(load_image(path, mode), dtype=np.float32) / 255)
     return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
