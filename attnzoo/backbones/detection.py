@@ -416,16 +416,16 @@ def create_detector(
         _fpn_backbone(spec.detector, body, layers, fpn_channels), num_classes, **detector_kwargs
     )
     model.spec = spec
+    # Resolved once, so that config.json and the card state the sizes evaluation runs at (one left out
+    # is torchvision's: the last of several training min_sizes, the training max_size).
+    evaluated_at = (None, None)
     if test_sizes:
-        model.transform = TestSizeTransform(
-            model.transform,
-            test_min_size if test_min_size is not None else model.transform.min_size[-1],
-            test_max_size if test_max_size is not None else model.transform.max_size,
+        evaluated_at = (
+            test_sizes.get("test_min_size", model.transform.min_size[-1]),
+            test_sizes.get("test_max_size", model.transform.max_size),
         )
+        model.transform = TestSizeTransform(model.transform, *evaluated_at)
     transform = model.transform
-    # Resolved, so that config.json and the card state the sizes evaluation runs at (torchvision's
-    # is the last of several training min_sizes).
-    evaluated_at = (transform.test_min_size, transform.test_max_size) if test_sizes else (None, None)
     model.pretrained_cfg = dict(
         architecture=spec.name,
         task="detection",
