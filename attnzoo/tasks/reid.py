@@ -73,7 +73,11 @@ def batch_hard_triplet_loss(features: Tensor, pids: Tensor, margin: float = 0.3)
     Anchors without a positive or without a negative in the batch are left out (0 if none is left)."""
     features = features.float()
     squared = features.square().sum(1)
-    distances = (squared[:, None] + squared[None, :] - 2 * features @ features.T).clamp_min(1e-12).sqrt()
+    # Off autocast: under mixed precision the Gram matrix would be taken in bf16 / fp16, and the
+    # difference of squares loses the small distances the hardest pairs are made of.
+    with torch.autocast(features.device.type, enabled=False):
+        gram = features @ features.T
+    distances = (squared[:, None] + squared[None, :] - 2 * gram).clamp_min(1e-12).sqrt()
     same = pids[:, None] == pids[None, :]
     others = ~torch.eye(len(pids), dtype=torch.bool, device=pids.device)
     positives, negatives = same & others, ~same

@@ -54,6 +54,17 @@ def test_batch_hard_triplet_loss_is_its_definition():
     assert batch_hard_triplet_loss(separated, torch.tensor([0, 0, 1, 1]), 0.3) == 0
 
 
+def test_batch_hard_triplet_loss_takes_distances_in_float32_under_autocast():
+    # Features far from the origin, as after ReLU and pooling: a half-precision Gram matrix would
+    # swamp the distances between them.
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(12, 64, generator=generator) + 8
+    pids = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 4])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = batch_hard_triplet_loss(features, pids, 0.3)
+    torch.testing.assert_close(loss, triplet_by_hand(features, pids, 0.3))
+
+
 @pytest.mark.parametrize("temporal", ["avg", "sta"])
 def test_training_loss_is_ce_plus_triplet_plus_regulariser(temporal):
     torch.manual_seed(0)

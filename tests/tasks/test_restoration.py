@@ -88,6 +88,19 @@ def test_metrics_run_in_float32_on_half_precision_images():
     assert ssim(noisy.bfloat16(), clean).dtype == torch.float32
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_metrics_are_float32_under_autocast(dtype):
+    # Lightning's mixed precision validates under autocast; SSIM's Gaussian filter must not run in half.
+    noisy, clean = protocol_pair("camera", "gaussian", 10)
+    noisy = torch.tensor(np.clip(noisy, 0, 1))[None, None, :96, :96].float()
+    clean = torch.tensor(clean)[None, None, :96, :96].float()
+    expected = skimage_scores(noisy[0, 0].double().numpy(), clean[0, 0].double().numpy())
+    with torch.autocast("cpu", dtype=dtype):
+        scores = psnr(noisy, clean), ssim(noisy, clean)
+    torch.testing.assert_close(scores[0], torch.tensor([expected[0]], dtype=torch.float32), rtol=0, atol=1e-3)
+    torch.testing.assert_close(scores[1], torch.tensor([expected[1]], dtype=torch.float32), rtol=0, atol=1e-4)
+
+
 def test_ssim_refuses_images_smaller_than_its_window():
     with pytest.raises(ValueError, match="SSIM needs images larger than 11 x 11"):
         ssim(torch.rand(1, 1, 10, 30), torch.rand(1, 1, 10, 30))
