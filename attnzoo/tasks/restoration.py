@@ -132,7 +132,8 @@ class ImageRestorer(TaskModule):
             pretrained entry's, else Gaussian sigma 25.
         channels: 1 (grey) or 3 (colour); None: the pretrained entry's, else 1.
         network_kwargs: the network's arguments (``channels``, ``groups``, ``blocks``, ``unshuffle``,
-            ``depth`` ...); not with ``pretrained``.
+            ``depth`` ...), and ``checkpoint_path``: weights of the same network to start from (a
+            published folder's ``model.safetensors``); not with ``pretrained``.
         loss: ``l1``, ``l2`` or ``charbonnier``.
         charbonnier_eps: epsilon of the Charbonnier loss.
         optimizer: builds the optimiser (LightningCLI: ``--model.optimizer AdamW``); default Adam lr 1e-4.

@@ -210,6 +210,20 @@ def test_pretrained_starts_from_a_zoo_entry_with_its_sizes_and_degradation(tmp_p
         ImageRestorer("rir-se.trial", pretrained=True, network_kwargs={"channels": 16})
 
 
+def test_network_kwargs_checkpoint_path_starts_from_a_published_folder(tmp_path):
+    trained = attnzoo.create_model("rir-se", **TINY)
+    folder = attnzoo.save_pretrained(trained, tmp_path / "stage1")
+    model = ImageRestorer("rir-se", network_kwargs={**TINY, "checkpoint_path": str(folder / "model.safetensors")})
+    noisy = torch.rand(1, 1, 20, 20)
+    trained.eval(), model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(noisy), trained(noisy), rtol=0, atol=0)
+    # The path is where training started, not how to rebuild the network: config.json leaves it out.
+    assert model.model.pretrained_cfg["network_kwargs"] == TINY
+    with pytest.raises(ValueError, match="does not fit 'rir-cbam'"):
+        ImageRestorer("rir-cbam", network_kwargs={**TINY, "checkpoint_path": str(folder / "model.safetensors")})
+
+
 def test_large_images_are_restored_tile_by_tile_as_a_whole():
     model = ImageRestorer("rir", network_kwargs=TINY, tile=48).eval()
     image = torch.rand(1, 1, 100, 77)
