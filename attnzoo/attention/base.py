@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from attnzoo._checks import check_int
 from attnzoo.viz import is_recording
 
 __all__ = [
@@ -63,9 +64,7 @@ def check_input(name: str, x: Tensor, channels: int, layout: str = "(B, C, H, W)
 
 
 def check_positive_int(name: str, arg: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"attention {name!r}: {arg} must be a positive integer, got {value!r}")
-    return value
+    return check_int(f"attention {name!r}", arg, value)
 
 
 def check_fraction(name: str, arg: str, value: object) -> float:

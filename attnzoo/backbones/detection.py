@@ -60,9 +60,11 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN, _valida
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
+from attnzoo._checks import check_int
+
 from .checkpoint import load_state, read_state_dict
 from .resnet import _CIFAR_BLOCKS, AttentionResNet, pretrained_body
-from .spec import ARCHITECTURES, BackboneSpec, _closest, parse_model_name, positive_int
+from .spec import ARCHITECTURES, BackboneSpec, _closest, parse_model_name
 
 __all__ = [
     "DETECTORS",
@@ -401,7 +403,7 @@ def create_detector(
         )
     _check_detector_kwargs(spec, detector_kwargs)
     test_sizes = {
-        name: positive_int(spec.name, name, value)
+        name: check_int(spec.name, name, value)
         for name, value in (("test_min_size", test_min_size), ("test_max_size", test_max_size))
         if value is not None
     }

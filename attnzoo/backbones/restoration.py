@@ -142,10 +142,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnzoo._checks import check_int
 from attnzoo.attention import attention_info, create_attention, list_attentions
 
 from .checkpoint import load_checkpoint
-from .spec import BACKBONE_PLACEMENTS, _closest, backbone_attentions, positive_int
+from .spec import BACKBONE_PLACEMENTS, _closest, backbone_attentions
 
 __all__ = [
     "RESTORATION_BODIES",
@@ -330,8 +331,8 @@ class DnCNN(RestorationNetwork):
 
     def __init__(self, in_channels: int = 1, channels: int = 64, depth: int = 17) -> None:
         super().__init__(RestorationSpec("dncnn"), in_channels)
-        channels = positive_int("DnCNN", "channels", channels)
-        if positive_int("DnCNN", "depth", depth) < 2:
+        channels = check_int("DnCNN", "channels", channels)
+        if check_int("DnCNN", "depth", depth) < 2:
             raise ValueError(f"DnCNN: depth must be at least 2 (first and last conv), got {depth}")
         layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
         for _ in range(depth - 2):
@@ -421,10 +422,10 @@ class ResidualInResidual(RestorationNetwork):
             "rir", attention, None if stages is None else tuple(stages), dict(attention_kwargs or {})
         )
         super().__init__(spec, in_channels)
-        channels = positive_int(self._label, "channels", channels)
-        groups = positive_int(self._label, "groups", groups)
-        blocks = positive_int(self._label, "blocks", blocks)
-        self.unshuffle = positive_int(self._label, "unshuffle", unshuffle)
+        channels = check_int(self._label, "channels", channels)
+        groups = check_int(self._label, "groups", groups)
+        blocks = check_int(self._label, "blocks", blocks)
+        self.unshuffle = check_int(self._label, "unshuffle", unshuffle)
         self._placement = attention_info(attention).placement if attention else None
         carried = self._resolve_stages(groups)
 
@@ -541,9 +542,9 @@ class CANet(RestorationNetwork):
         rd_ratio: float = 1 / 8,
     ) -> None:
         super().__init__(RestorationSpec("canet"), in_channels)
-        channels = positive_int("CANet", "channels", channels)
-        positive_int("CANet", "num_modules", num_modules)
-        positive_int("CANet", "convs_per_module", convs_per_module)
+        channels = check_int("CANet", "channels", channels)
+        check_int("CANet", "num_modules", num_modules)
+        check_int("CANet", "convs_per_module", convs_per_module)
         self.head = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.body = nn.ModuleList(
             nn.Sequential(
@@ -658,7 +659,7 @@ def restore_tiled(model: nn.Module, images: Tensor, tile: int = 512, overlap: in
     if not isinstance(images, Tensor) or images.dim() != 4:
         got = f"shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"restore_tiled expects images (B, C, H, W), got {got}")
-    positive_int("restore_tiled", "tile", tile)
+    check_int("restore_tiled", "tile", tile)
     if overlap is None:
         overlap = getattr(model, "receptive_radius", None)
         if overlap is None:

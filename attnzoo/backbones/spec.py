@@ -36,13 +36,6 @@ ARCHITECTURES = (
 BACKBONE_PLACEMENTS = ("block", "stage", "conv", "gate")
 
 
-def positive_int(network: str, arg: str, value: object) -> int:
-    """``value``, or a ValueError naming the network and the argument when it is not an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{network}: {arg} must be a positive integer, got {value!r}")
-    return value
-
-
 def _closest(name: str, known) -> str:
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""

@@ -12,12 +12,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-__all__ = ["check_int", "is_image", "load_image", "make_loader"]
-
-
-def check_int(owner: str, name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
+__all__ = ["is_image", "load_image", "make_loader"]
 
 
 def load_image(path: str | Path, mode: str) -> Image.Image:

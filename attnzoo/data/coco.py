@@ -48,7 +48,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from ._common import check_int
+from attnzoo._checks import check_int
 from .detection import Annotations, DetectionDataset, check_scale_jitter, detection_loader, train_transform
 
 __all__ = ["CocoData", "CocoImages", "read_coco"]

@@ -34,7 +34,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from ._common import check_int, make_loader
+from attnzoo._checks import check_int
+from ._common import make_loader
 
 __all__ = ["DigitsData", "DigitsSplit"]
 

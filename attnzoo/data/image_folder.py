@@ -37,7 +37,8 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from ._common import check_int, is_image, load_image, make_loader
+from attnzoo._checks import check_int
+from ._common import is_image, load_image, make_loader
 
 __all__ = ["ImageFolderData"]
 

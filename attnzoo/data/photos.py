@@ -47,7 +47,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ._common import check_int, make_loader
+from attnzoo._checks import check_int
+from ._common import make_loader
 from .degradation import Degradation, jpeg_roundtrip, quantize
 
 __all__ = [

@@ -55,7 +55,8 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from ._common import check_int, is_image, load_image
+from attnzoo._checks import check_int
+from ._common import is_image, load_image
 
 __all__ = [
     "IdentityBatchSampler",

@@ -100,7 +100,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from ._common import check_int
+from attnzoo._checks import check_int
 
 __all__ = [
     "CLOTHING_PHOTOS",

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attnzoo.data._common import check_int
+from attnzoo._checks import check_int
 
 __all__ = ["evaluate_ranking", "pairwise_distance"]
 

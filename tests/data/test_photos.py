@@ -223,10 +223,10 @@ def test_jpeg_training_pairs_are_pillows_jpeg_of_the_8_bit_target():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(channels=2), r"PhotosData: channels must be 1 \(grey\) or 3 \(colour\), got 2"),
     (dict(channels=True), r"PhotosData: channels must be 1 \(grey\) or 3 \(colour\), got True"),
-    (dict(patch_size=0), r"PhotosData: patch_size must be an integer >= 1, got 0"),
+    (dict(patch_size=0), r"PhotosData: patch_size must be a positive integer, got 0"),
     (dict(patch_size=173), r"PhotosData: patch_size must be at most 172 \(the smallest train photo, text\), got 173"),
-    (dict(train_size=0), r"PhotosData: train_size must be an integer >= 1, got 0"),
-    (dict(batch_size=2.0), r"PhotosData: batch_size must be an integer >= 1, got 2.0"),
+    (dict(train_size=0), r"PhotosData: train_size must be a positive integer, got 0"),
+    (dict(batch_size=2.0), r"PhotosData: batch_size must be a positive integer, got 2.0"),
     (dict(num_workers=-1), r"PhotosData: num_workers must be an integer >= 0, got -1"),
     (dict(seed=-1), r"PhotosData: seed must be an integer >= 0, got -1"),
     (dict(test_level="25"), r"PhotosData: test_level must be a number \(a sigma or a JPEG quality\), got '25'"),

@@ -84,7 +84,7 @@ def test_dense_and_evenly_spaced_indices():
     assert evenly_spaced_indices(8, 4).tolist() == [1, 3, 5, 7]
     assert evenly_spaced_indices(10, 4).tolist() == [1, 3, 6, 8]
     assert evenly_spaced_indices(2, 4).tolist() == [0, 0, 1, 1]
-    with pytest.raises(ValueError, match="seq_len must be an integer >= 1"):
+    with pytest.raises(ValueError, match="seq_len must be a positive integer"):
         dense_indices(5, 0)
 
 
@@ -149,7 +149,7 @@ def test_identity_sampler_errors():
         IdentityBatchSampler([0, 1, 2], p=2, k=1, num_replicas=2, rank=0)
     with pytest.raises(ValueError, match="rank must be below num_replicas=2"):
         IdentityBatchSampler([0, 1, 2, 3], p=1, k=1, num_replicas=2, rank=2)
-    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+    with pytest.raises(ValueError, match="k must be a positive integer"):
         IdentityBatchSampler([0, 1], p=1, k=0)
 
 
@@ -319,7 +319,7 @@ def test_base_errors():
         Tracklet(1, 0)
     with pytest.raises(ValueError, match="frames must be a sequence of paths, not one str"):
         Tracklet(1, 0, "a.png")
-    with pytest.raises(ValueError, match="num_frames \\(required with render\\) must be an integer >= 1"):
+    with pytest.raises(ValueError, match="num_frames \\(required with render\\) must be a positive integer"):
         Tracklet(1, 0, render=Frames(2))
     bad = Tracklet(1, 0, render=Frames(3), num_frames=4)
     with pytest.raises(ValueError, match=r"must return a uint8 array \(4, H, W, 3\), got uint8 \(3, 8, 4, 3\)"):

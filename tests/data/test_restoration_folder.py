@@ -216,7 +216,7 @@ def test_paired_needs_degraded_and_clean_folders(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(channels=4), r"ImageFolderRestorationData: channels must be 1 \(grey\) or 3 \(colour\), got 4"),
     (dict(patch_size=41), r"patch_size 41 is larger than the training image .*train/a.png \(48 x 40\)"),
-    (dict(train_size=0), r"train_size must be an integer >= 1, got 0"),
+    (dict(train_size=0), r"train_size must be a positive integer, got 0"),
     (dict(degradation={"kind": "jpeg", "quality": [20, 40]}),
      r"quality range \[20, 40\] does not hold the protocol's test level 10: give test_level"),
     (dict(paired=True, test_level=10), r"test_level is for clean images degraded here, not for paired=True data"),

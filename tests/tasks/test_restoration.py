@@ -148,7 +148,7 @@ def test_data_built_for_something_else_is_refused(data, message):
     ("kwargs", "message"),
     [
         ({"loss": "l3"}, "loss must be one of l1, l2, charbonnier"),
-        ({"tile": 8}, "tile must be an integer >= 16"),
+        ({"tile": 8}, "tile must be a positive integer6"),
         ({"charbonnier_eps": 0}, "charbonnier_eps must be positive"),
         ({"degradation": {"kind": "gaussian", "sigma": 300}}, "sigma"),
         ({"degradation": {"kind": "jpeg", "quality": 0}}, "quality"),
