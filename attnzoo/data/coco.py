@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from attnzoo._checks import check_int
+
 from .detection import Annotations, DetectionDataset, check_scale_jitter, detection_loader, train_transform
 
 __all__ = ["CocoData", "CocoImages", "read_coco"]

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from attnzoo._checks import check_int
+
 from ._common import make_loader
 
 __all__ = ["DigitsData", "DigitsSplit"]

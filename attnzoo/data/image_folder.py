@@ -38,6 +38,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from attnzoo._checks import check_int
+
 from ._common import is_image, load_image, make_loader
 
 __all__ = ["ImageFolderData"]

@@ -48,6 +48,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from attnzoo._checks import check_int
+
 from ._common import make_loader
 from .degradation import Degradation, jpeg_roundtrip, quantize
 

@@ -56,6 +56,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from attnzoo._checks import check_int
+
 from ._common import is_image, load_image
 
 __all__ = [
