@@ -142,9 +142,9 @@ class ImageRestorer(TaskModule):
             every step.
         tile: images larger than ``tile`` x ``tile`` are restored tile by tile in validation, test and
             prediction (:func:`attnzoo.backbones.restoration.restore_tiled`), so large photos fit in memory.
-        compile: run the training steps' forward and backward through :func:`torch.compile` (measured by
-            ``benchmarks/restoration_training.py``: on 2 CPU cores under bf16 autocast a step takes 0.75x
-            the time, after a first step that compiles). Validation, test and prediction run the network
+        compile: run the training steps' forward and backward through :func:`torch.compile` (on 2 CPU
+            cores with bf16-mixed a step of the zoo's recipe takes 0.8x the time, after a first step that
+            compiles). Validation, test and prediction run the network
             as it is, since their images differ in size. The weights and checkpoints are the same either way.
     """
 
