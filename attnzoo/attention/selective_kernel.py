@@ -20,6 +20,8 @@ import torch
 from timm.layers import SelectiveKernel as _TimmSelectiveKernel
 from torch import Tensor
 
+from attnzoo._checks import check_int
+
 from .base import AttentionModule, check_conv_args, check_fraction, check_positive_int, is_recording, softmax_fp32
 from .registry import register_attention
 
@@ -63,8 +65,7 @@ class SelectiveKernel(AttentionModule, _TimmSelectiveKernel):
             raise ValueError(
                 f"attention 'sk': kernel_size must be 3 (its paths are 3x3 convs with dilation 1..M), got {kernel_size!r}"
             )
-        if isinstance(num_paths, bool) or not isinstance(num_paths, int) or num_paths < 2:
-            raise ValueError(f"attention 'sk': num_paths must be an integer >= 2, got {num_paths!r}")
+        check_int("attention 'sk'", "num_paths", num_paths, 2)
         if split_input and in_channels % num_paths:
             raise ValueError(f"attention 'sk': in_channels={in_channels} must divide into num_paths={num_paths}")
         path_in = in_channels // num_paths if split_input else in_channels

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from attnzoo._checks import check_int
 from attnzoo.attention import create_attention
 
 from .checkpoint import load_checkpoint
@@ -179,8 +180,7 @@ class VideoReIDNetwork(nn.Module):
         size = tuple(input_size)
         if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
             raise ValueError(f"{spec.name}: input_size must be (height, width) in pixels, got {input_size!r}")
-        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-            raise ValueError(f"{spec.name}: seq_len must be a positive integer, got {seq_len!r}")
+        check_int(spec.name, "seq_len", seq_len)
         self.spec = spec
         self.backbone = body
         if last_stride == 1:

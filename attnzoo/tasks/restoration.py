@@ -144,8 +144,8 @@ class ImageRestorer(TaskModule):
             prediction (:func:`attnzoo.backbones.restoration.restore_tiled`), so large photos fit in memory.
         compile: run the training steps' forward and backward through :func:`torch.compile` (on 2 CPU
             cores with bf16-mixed a step of the zoo's recipe takes 0.8x the time, after a first step that
-            compiles). Validation, test and prediction run the network
-            as it is, since their images differ in size. The weights and checkpoints are the same either way.
+            compiles). Validation, test and prediction run the network as it is, since their images
+            differ in size. The weights and checkpoints are the same either way.
     """
 
     checkpoint_monitor = ("val/psnr", "max")
