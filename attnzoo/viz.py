@@ -44,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnzoo._checks import check_int
+
 __all__ = ["Mechanism", "Section", "attention_maps", "draw", "is_recording", "mechanisms", "record", "zoom"]
 
 # A plain module global rather than a ContextVar: torch.compile traces reads of
@@ -287,8 +289,7 @@ def _page(
     for name, given in (("groups", groups), ("item lists", items)):
         if given is not None and len(given) != count:
             raise ValueError(f"{len(given)} {name} for {count} images: give one per image")
-    if isinstance(max_columns, bool) or not isinstance(max_columns, int) or max_columns < 1:
-        raise ValueError(f"max_columns must be a positive integer, got {max_columns!r}")
+    check_int("draw", "max_columns", max_columns)
     found = mechanisms(model)
     per_example = _checked(maps, found, count)
     zoomed_maps = {}

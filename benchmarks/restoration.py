@@ -22,7 +22,9 @@ sigma: ``pip install attnzoo[bench]``) and non-local means (scikit-image, h =
 degradation); with ``--tile N`` each model again restoring tile by tile
 (``restore_tiled``, overlap its receptive radius): the same figures for a
 convolution-only network, an approximation for one with global pooling or
-non-local attention, whose difference the table shows. Seconds are wall time per image on this machine, the model in
+non-local attention, whose difference the table shows; with ``--self-ensemble``
+each model again averaged over the image's eight flips and rotations
+(``self_ensemble``, EDSR's "+"). Seconds are wall time per image on this machine, the model in
 eval mode under ``torch.no_grad`` (one warm-up call first), CPU unless CUDA is
 there.
 """
@@ -40,7 +42,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.restoration import denoise_nl_means
 
 import attnzoo
-from attnzoo.backbones.restoration import restore_tiled
+from attnzoo.backbones.restoration import restore_tiled, self_ensemble
 from attnzoo.data.photos import TEST_PHOTOS, protocol_pair
 from attnzoo.zoo.catalog import catalog
 from measure import machine
@@ -70,13 +72,16 @@ def nlm_method(sigma: float) -> Method:
     return lambda noisy: denoise_nl_means(noisy, h=0.8 * s, sigma=s, patch_size=7, patch_distance=11)
 
 
-def model_method(source: str, device: torch.device, tile: int | None = None) -> Method:
+def model_method(source: str, device: torch.device, tile: int | None = None, ensemble: bool = False) -> Method:
     model = attnzoo.load(source).to(device)
+
+    def once(x: torch.Tensor) -> torch.Tensor:
+        return model(x) if tile is None else restore_tiled(model, x, tile=tile)
 
     def restore(degraded: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(degraded).float()[None, None].to(device)
         with torch.no_grad():
-            out = model(x) if tile is None else restore_tiled(model, x, tile=tile)
+            out = self_ensemble(once, x) if ensemble else once(x)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return out[0, 0].cpu().double().numpy()
@@ -136,6 +141,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", help="zoo names, Hub ids or folders (default: the zoo's entries for it)")
     parser.add_argument("--no-bm3d", action="store_true", help="leave BM3D out (it takes seconds an image)")
     parser.add_argument("--tile", type=int, help="also restore each image tile by tile (restore_tiled) at this tile size")
+    parser.add_argument(
+        "--self-ensemble", action="store_true", help="also average each model over the eight flips and rotations"
+    )
     args = parser.parse_args()
     level = args.level if args.level is not None else (25.0 if args.kind == "gaussian" else 10.0)
     if args.kind == "jpeg":
@@ -150,6 +158,8 @@ def main() -> None:
         methods[source] = model_method(source, device)
         if args.tile is not None:
             methods[f"{source}, tiles of {args.tile}"] = model_method(source, device, args.tile)
+        if args.self_ensemble:
+            methods[f"{source}, self-ensemble x8"] = model_method(source, device, ensemble=True)
     what = f"sigma {level:g}" if args.kind == "gaussian" else f"JPEG quality {level}"
     print(f"# {what}, 256 x 256 grey centre crops; {machine(device)}\n")
     print(table(run(methods, args.kind, level)))

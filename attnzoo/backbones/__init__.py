@@ -12,6 +12,8 @@ from typing import Any
 from timm.models._features import FeatureListNet
 from torch import nn
 
+from attnzoo._checks import check_int
+
 from .checkpoint import load_checkpoint
 from .detection import (
     DETECTOR_ARCHITECTURES,
@@ -31,6 +33,7 @@ from .restoration import (
     is_restoration_name,
     list_restoration_models,
     restore_tiled,
+    self_ensemble,
 )
 from .resnet import AttentionResNet
 from .spec import ARCHITECTURES, BackboneSpec, backbone_attentions
@@ -56,6 +59,7 @@ __all__ = [
     "create_restorer",
     "list_models",
     "restore_tiled",
+    "self_ensemble",
 ]
 
 
@@ -284,8 +288,7 @@ def create_model(
             stages=spec.stages if stages is None else tuple(stages),
             attention_kwargs={**spec.attention_kwargs, **(attention_kwargs or {})},
         )
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-        raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
+    check_int("create_model", "num_classes", num_classes, 0)
     if pretrained and checkpoint_path is not None:
         raise ValueError("give pretrained=True or checkpoint_path, not both")
     if pretrained:

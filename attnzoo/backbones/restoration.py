@@ -15,7 +15,8 @@ out-of-range pixels. Each network has ``spec`` (its :class:`RestorationSpec`),
 ``receptive_radius`` (pixels of context its convolutions see on each side of
 an output pixel) and ``is_local`` (whether that radius is all it sees: false
 where a mechanism pools over the whole image, so that tiling,
-:func:`restore_tiled`, is then an approximation).
+:func:`restore_tiled`, is then an approximation). :func:`self_ensemble`
+averages a network's outputs over the image's eight flips and rotations.
 
 DnCNN
 -----
@@ -133,7 +134,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,7 @@ __all__ = [
     "list_restoration_models",
     "parse_restoration_name",
     "restore_tiled",
+    "self_ensemble",
 ]
 
 RESTORATION_BODIES = ("dncnn", "canet", "rir")
@@ -664,8 +666,8 @@ def restore_tiled(model: nn.Module, images: Tensor, tile: int = 512, overlap: in
         overlap = getattr(model, "receptive_radius", None)
         if overlap is None:
             raise ValueError(f"restore_tiled: {type(model).__name__} has no receptive_radius; give overlap")
-    elif isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
-        raise ValueError(f"restore_tiled: overlap must be a non-negative integer, got {overlap!r}")
+    else:
+        check_int("restore_tiled", "overlap", overlap, 0)
     step = getattr(model, "unshuffle", 1)
     overlap = -(-overlap // step) * step
     core = (tile - 2 * overlap) // step * step
@@ -686,3 +688,25 @@ def restore_tiled(model: nn.Module, images: Tensor, tile: int = 512, overlap: in
                     :, :, keep_top - top : keep_bottom - top, keep_left - left : keep_right - left
                 ]
     return restored
+
+
+def self_ensemble(restore: Callable[[Tensor], Tensor], images: Tensor) -> Tensor:
+    """The geometric self-ensemble of the super-resolution and restoration papers (Lim et al., "Enhanced
+    Deep Residual Networks for Single Image Super-Resolution", CVPRW 2017: EDSR+; KAIR's ``test_mode=3``,
+    BasicSR's ``test_x8``): ``restore`` (a network, or ``partial(restore_tiled, network, tile=512)``)
+    run on each of the eight flips and 90-degree rotations of ``images`` (B, C, H, W), each output
+    turned back, and the eight averaged. Eight times the work; for a denoiser typically 0.1-0.2 dB.
+
+    Written here because neither timm nor torchvision has one for image-to-image models.
+    """
+    if not isinstance(images, Tensor) or images.dim() != 4:
+        got = f"shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"self_ensemble expects images (B, C, H, W), got {got}")
+    total = None
+    for flip in (False, True):
+        flipped = images.flip(-1) if flip else images
+        for turns in range(4):
+            out = torch.rot90(restore(torch.rot90(flipped, turns, (-2, -1))), -turns, (-2, -1))
+            out = out.flip(-1) if flip else out
+            total = out if total is None else total + out
+    return total / 8

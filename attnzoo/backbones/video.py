@@ -175,8 +175,7 @@ class VideoReIDNetwork(nn.Module):
         super().__init__()
         if last_stride not in (1, 2):
             raise ValueError(f"{spec.name}: last_stride must be 1 or 2, got {last_stride!r}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"{spec.name}: num_classes must be a non-negative integer, got {num_classes!r}")
+        check_int(spec.name, "num_classes", num_classes, 0)
         size = tuple(input_size)
         if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
             raise ValueError(f"{spec.name}: input_size must be (height, width) in pixels, got {input_size!r}")
@@ -211,8 +210,7 @@ class VideoReIDNetwork(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         """A new ID classifier for ``num_classes`` identities (0: none), e.g. to fine-tune on other people."""
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"{self.spec.name}: num_classes must be a non-negative integer, got {num_classes!r}")
+        check_int(self.spec.name, "num_classes", num_classes, 0)
         self.classifier = nn.Linear(self.embedding_dim, num_classes, bias=False) if num_classes else None
         if self.classifier is not None:
             nn.init.normal_(self.classifier.weight, std=0.001)  # Luo et al.'s initialisation of the ID classifier
@@ -307,8 +305,7 @@ def create_reid_network(
 def embed_tracklets(model: nn.Module, tracklets: Tensor, seq_len: int) -> Tensor:
     """Embeddings (B, D) of tracklets (B, L, C, H, W) longer than ``seq_len``: the mean of the embeddings of
     their clips of ``seq_len`` frames (L a multiple of it), as dense evaluation averages them."""
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
+    check_int("embed_tracklets", "seq_len", seq_len)
     b, length = tracklets.shape[:2]
     if length % seq_len:
         raise ValueError(f"tracklets of {length} frames do not split into clips of seq_len={seq_len}")

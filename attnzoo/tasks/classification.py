@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from attnzoo import viz
+from attnzoo._checks import check_int
 from attnzoo.backbones import AttentionResNet, BackboneSpec, create_model
 
 from ._common import TaskModule
@@ -65,8 +66,7 @@ class ImageClassifier(TaskModule):
         super().__init__()
         if finetune not in FINETUNE_STRATEGIES:
             raise ValueError(f"finetune must be one of {FINETUNE_STRATEGIES}, got {finetune!r}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        check_int("ImageClassifier", "num_classes", num_classes, 2)
         if labels is not None and len(labels) != num_classes:
             raise ValueError(f"{len(labels)} labels given for num_classes={num_classes}")
         if not 0 <= label_smoothing < 1:

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from torchmetrics.detection import MeanAveragePrecision
 
 from attnzoo import viz
+from attnzoo._checks import check_int
 from attnzoo.backbones import BackboneSpec
 from attnzoo.backbones.detection import DetectorSpec, create_detector
 
@@ -190,8 +191,7 @@ class ObjectDetector(TaskModule):
             or len(set(category_ids)) != num_classes
         ):
             raise ValueError(f"{owner}: category_ids must be {num_classes} distinct integers, got {category_ids!r}")
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise ValueError(f"{owner}: warmup_steps must be a non-negative integer, got {warmup_steps!r}")
+        check_int(owner, "warmup_steps", warmup_steps, 0)
         if not 0 < warmup_factor <= 1:
             raise ValueError(f"{owner}: warmup_factor must lie in (0, 1], got {warmup_factor!r}")
         if detector_kwargs is not None and not isinstance(detector_kwargs, Mapping):

@@ -45,6 +45,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from attnzoo import viz
+from attnzoo._checks import check_int
 from attnzoo.backbones.video import ReIDSpec, create_reid_network, embed_tracklets
 
 from ._common import TaskModule, schedules
@@ -154,8 +155,7 @@ class VideoReID(TaskModule):
             raise ValueError(f"{owner}: regularization_weight must be non-negative, got {regularization_weight!r}")
         if metric not in ("euclidean", "cosine"):
             raise ValueError(f"{owner}: metric must be 'euclidean' or 'cosine', got {metric!r}")
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise ValueError(f"{owner}: warmup_steps must be a non-negative integer, got {warmup_steps!r}")
+        check_int(owner, "warmup_steps", warmup_steps, 0)
         if not 0 < warmup_factor <= 1:
             raise ValueError(f"{owner}: warmup_factor must lie in (0, 1], got {warmup_factor!r}")
         k = (temporal_kwargs or {}).get("k")

@@ -23,6 +23,7 @@ from attnzoo.backbones.restoration import (
     list_restoration_models,
     parse_restoration_name,
     restore_tiled,
+    self_ensemble,
 )
 from attnzoo.backbones.spec import backbone_attentions
 from attnzoo.viz import record
@@ -554,6 +555,29 @@ def test_bad_tiles_raise(kwargs, message):
         restore_tiled(net, torch.rand(1, 40, 40))
     with pytest.raises(ValueError, match="Sequential has no receptive_radius; give overlap"):
         restore_tiled(torch.nn.Sequential(), torch.rand(1, 1, 40, 40))
+
+
+def test_self_ensemble_puts_every_pixel_back_in_place():
+    # A "network" that weights each pixel by its row index in the frame it is given: over the eight flips and
+    # rotations that row index, read in the original frame, is i, H-1-i, j and W-1-j twice each, so the
+    # average weight is (H + W - 2) / 4 at every pixel, and each pixel must come back to where it was.
+    def by_row(x):
+        return x * torch.arange(x.shape[-2], dtype=x.dtype)[:, None]
+
+    x = torch.rand(2, 3, 7, 10, dtype=torch.float64)
+    torch.testing.assert_close(self_ensemble(by_row, x), x * (7 + 10 - 2) / 4, rtol=0, atol=1e-12)
+
+
+def test_self_ensemble_of_an_equivariant_network_is_the_network():
+    net = randomize(torch.nn.Conv2d(3, 3, 1), std=0.3)
+    x = torch.rand(1, 3, 9, 14)
+    with torch.no_grad():
+        torch.testing.assert_close(self_ensemble(net, x), net(x), rtol=0, atol=1e-6)
+        dncnn = randomize(DnCNN(1, channels=4, depth=3), std=0.3).eval()
+        grey = x[:, :1]
+        assert not torch.allclose(self_ensemble(dncnn, grey), dncnn(grey), atol=1e-4)  # 3 x 3 kernels are not
+    with pytest.raises(ValueError, match=r"self_ensemble expects images \(B, C, H, W\), got shape \(3, 9, 14\)"):
+        self_ensemble(net, x[0])
 
 
 def test_create_model_and_list_models_serve_restoration_names():

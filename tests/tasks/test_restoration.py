@@ -150,6 +150,7 @@ def test_data_built_for_something_else_is_refused(data, message):
         ({"loss": "l3"}, "loss must be one of l1, l2, charbonnier"),
         ({"tile": 8}, "tile must be an integer >= 16"),
         ({"compile": "yes"}, "compile must be true or false"),
+        ({"self_ensemble": 1}, "self_ensemble must be true or false"),
         ({"charbonnier_eps": 0}, "charbonnier_eps must be positive"),
         ({"degradation": {"kind": "gaussian", "sigma": 300}}, "sigma"),
         ({"degradation": {"kind": "jpeg", "quality": 0}}, "quality"),
@@ -250,6 +251,27 @@ def test_large_images_are_restored_tile_by_tile_as_a_whole():
     torch.testing.assert_close(model.restore(image), whole, rtol=0, atol=1e-5)
 
 
+def numpy_self_ensemble(network: torch.nn.Module, image: np.ndarray) -> np.ndarray:
+    """The eight flips and rotations of a grey image (H, W), each restored and turned back, averaged."""
+    outs = []
+    for flip in (False, True):
+        flipped = image[:, ::-1] if flip else image
+        for turns in range(4):
+            turned = np.ascontiguousarray(np.rot90(flipped, turns))
+            with torch.no_grad():
+                out = network(torch.from_numpy(turned).float()[None, None])[0, 0].double().numpy()
+            out = np.rot90(out, -turns)
+            outs.append(out[:, ::-1] if flip else out)
+    return np.mean(outs, axis=0)
+
+
+def test_self_ensemble_restores_the_eight_flips_and_rotations_tile_by_tile():
+    model = ImageRestorer("rir", network_kwargs=TINY, tile=48, self_ensemble=True).eval()
+    image = torch.rand(1, 1, 100, 77)
+    expected = numpy_self_ensemble(model.model, image[0, 0].double().numpy())
+    np.testing.assert_allclose(model.restore(image)[0, 0].double().numpy(), expected, rtol=0, atol=1e-5)
+
+
 def test_restoration_writer_writes_8_bit_pngs_next_to_the_folder(tmp_path):
     restored = torch.rand(2, 1, 5, 7)
     writer = RestorationWriter()
@@ -297,6 +319,15 @@ def test_cli_fit_test_predict_and_publish(tmp_path, monkeypatch):
         input_psnr, input_ssim = skimage_scores(np.clip(degraded, 0, 1), clean)
         assert float(logged[f"test/input_psnr/{name}"]) == pytest.approx(input_psnr, abs=2e-3)
         assert float(logged[f"test/input_ssim/{name}"]) == pytest.approx(input_ssim, abs=2e-4)
+
+    # The same checkpoint tested with the self-ensemble: each image's figure is that of its eight restorations' mean.
+    ensembled = AttnzooCLI(args=["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(last),
+                                 "--trainer.logger", "false", "--model.self_ensemble", "true"])
+    logged_x8 = ensembled.trainer.callback_metrics
+    for name in TEST_PHOTOS:
+        degraded, clean = protocol_pair(name, "gaussian", 25)
+        expected_psnr, _ = skimage_scores(numpy_self_ensemble(network, degraded), clean)
+        assert float(logged_x8[f"test/psnr/{name}"]) == pytest.approx(expected_psnr, abs=2e-3)
 
     output = tmp_path / "restored"
     AttnzooCLI(args=["predict", "--config", str(run / "config.yaml"), "--ckpt_path", str(last),
