@@ -566,6 +566,9 @@ def test_self_ensemble_puts_every_pixel_back_in_place():
 
     x = torch.rand(2, 3, 7, 10, dtype=torch.float64)
     torch.testing.assert_close(self_ensemble(by_row, x), x * (7 + 10 - 2) / 4, rtol=0, atol=1e-12)
+    half = self_ensemble(lambda t: by_row(t).half(), x)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half, (x * (7 + 10 - 2) / 4).half(), rtol=1e-3, atol=1e-3)
 
 
 def test_self_ensemble_of_an_equivariant_network_is_the_network():

@@ -324,6 +324,7 @@ def test_cli_fit_test_predict_and_publish(tmp_path, monkeypatch):
     ensembled = AttnzooCLI(args=["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(last),
                                  "--trainer.logger", "false", "--model.self_ensemble", "true"])
     logged_x8 = ensembled.trainer.callback_metrics
+    assert abs(float(logged_x8["test/psnr"]) - float(logged["test/psnr"])) > 0.01  # the flag took
     for name in TEST_PHOTOS:
         degraded, clean = protocol_pair(name, "gaussian", 25)
         expected_psnr, _ = skimage_scores(numpy_self_ensemble(network, degraded), clean)
