@@ -21,6 +21,7 @@ import attnzoo
 from attnzoo.cli import AttnzooCLI, main
 from attnzoo.data import PhotosData
 from attnzoo.data.degradation import Degradation
+from attnzoo.backbones import restore_tiled
 from attnzoo.data.photos import TEST_PHOTOS, protocol_pair
 from attnzoo.tasks import ImageRestorer, RestorationWriter, show_restoration
 from attnzoo.tasks.restoration import psnr, ssim
@@ -329,6 +330,15 @@ def test_cli_fit_test_predict_and_publish(tmp_path, monkeypatch):
         degraded, clean = protocol_pair(name, "gaussian", 25)
         expected_psnr, _ = skimage_scores(numpy_self_ensemble(network, degraded), clean)
         assert float(logged_x8[f"test/psnr/{name}"]) == pytest.approx(expected_psnr, abs=2e-3)
+
+    # And with a tile smaller than the photos: restored tile by tile.
+    tiles = []
+    with monkeypatch.context() as patched:
+        patched.setattr("attnzoo.tasks.restoration.restore_tiled",
+                        lambda model, images, tile: tiles.append(tile) or restore_tiled(model, images, tile=tile))
+        AttnzooCLI(args=["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(last),
+                         "--trainer.logger", "false", "--model.tile", "200"])
+    assert tiles == [200] * len(TEST_PHOTOS)
 
     output = tmp_path / "restored"
     AttnzooCLI(args=["predict", "--config", str(run / "config.yaml"), "--ckpt_path", str(last),
