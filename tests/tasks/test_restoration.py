@@ -18,10 +18,10 @@ from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import attnzoo
+from attnzoo.backbones import restore_tiled
 from attnzoo.cli import AttnzooCLI, main
 from attnzoo.data import PhotosData
 from attnzoo.data.degradation import Degradation
-from attnzoo.backbones import restore_tiled
 from attnzoo.data.photos import TEST_PHOTOS, protocol_pair
 from attnzoo.tasks import ImageRestorer, RestorationWriter, show_restoration
 from attnzoo.tasks.restoration import psnr, ssim
@@ -207,6 +207,7 @@ def test_compiled_training_steps_train_the_same_weights():
     assert compiled.keys() == eager.keys()  # no "_orig_mod." in the checkpoint's names
     for key in eager:
         torch.testing.assert_close(compiled[key], eager[key], rtol=1e-4, atol=1e-5, msg=key)
+
 
 def test_pretrained_starts_from_a_zoo_entry_with_its_sizes_and_degradation(tmp_path, monkeypatch):
     trained = attnzoo.create_model("rir-se", in_channels=3, **TINY)
