@@ -47,6 +47,19 @@ def _size(height: int, width: int) -> tuple[int, int]:
     return height, width
 
 
+def _without_config_files(args: Sequence[str]) -> list[str]:
+    """The command line less its ``--config FILE`` / ``-c FILE`` options."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--config", "-c"):
+            skip = True
+        elif not arg.startswith(("--config=", "-c=")):
+            kept.append(arg)
+    return kept
+
+
 class AttnzooCLI(LightningCLI):
     """LightningCLI with the data module's classes linked into the task.
 
@@ -62,6 +75,9 @@ class AttnzooCLI(LightningCLI):
     ``--trainer.logger``, logs are CSV files under
     ``<default_root_dir>/lightning_logs/`` (the current directory when
     ``--trainer.default_root_dir`` is not given), checkpoints beside them.
+    With ``--ckpt_path``, the model's arguments come from the checkpoint's
+    hyperparameters over the config files', and options given on the command
+    line (``test --ckpt_path X --model.tile 256``) over both.
     """
 
     def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
@@ -81,6 +97,18 @@ class AttnzooCLI(LightningCLI):
         parser.link_arguments(
             ("data.height", "data.width"), "model.init_args.input_size", compute_fn=_size, apply_on="instantiate"
         )
+
+    def _parse_ckpt_path(self) -> None:
+        given = self.config
+        super()._parse_ckpt_path()
+        if self.config is given:
+            return
+        # Lightning lays the checkpoint's hyperparameters over everything given, the command line's flags
+        # included (Lightning-AI/pytorch-lightning#21455, open in 2.6), so `test --ckpt_path X --model.tile 256`
+        # silently got the training run's tile back. They should stand over config files, which may name the
+        # recipe a run started from rather than what it trained with, but not over the flags: those are parsed
+        # again on top.
+        self.config = self.parser.parse_args(_without_config_files(self.parser.args), namespace=self.config)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self._get(self.config_init, "trainer", default={})

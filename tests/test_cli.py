@@ -112,6 +112,16 @@ def test_resume_continues_at_the_saved_step(tmp_path):
     assert [(r["epoch"], r["step"]) for r in trained] == [("1", "3"), ("1", "4"), ("1", "5")]
 
 
+def test_ckpt_hyperparameters_stand_over_config_files_and_under_flags(tmp_path):
+    fit(tmp_path, "--trainer.max_epochs", "1", "--model.label_smoothing", "0.2")  # the recipe says 0.1
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    common = ["validate", "--config", str(RECIPE), "--ckpt_path", str(last), "--trainer.logger", "false", *SHORT]
+    assert AttnzooCLI(args=common).model.hparams.label_smoothing == 0.2
+    flagged = AttnzooCLI(args=[*common, "--model.label_smoothing", "0.05"])
+    assert flagged.model.hparams.label_smoothing == 0.05
+    assert flagged.model.hparams.num_classes == 10 and flagged.trainer.limit_val_batches == 1
+
+
 def test_publish_a_checkpoint_with_its_test_metrics_and_recipe(tmp_path, capsys):
     fit(tmp_path, "--trainer.max_epochs", "1")
     last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"

@@ -141,9 +141,8 @@ class ImageRestorer(TaskModule):
         scheduler: builds a schedule stepped once an epoch; None: cosine decay to 0 over the run, stepped
             every step.
         tile: images larger than ``tile`` x ``tile`` are restored tile by tile in validation, test and
-            prediction (:func:`attnzoo.backbones.restoration.restore_tiled`), so large photos fit in memory;
-            like ``self_ensemble``, not saved with the checkpoint's hyperparameters, so ``attnzoo test`` and
-            ``predict`` take ``--model.tile`` with ``--ckpt_path``.
+            prediction (:func:`attnzoo.backbones.restoration.restore_tiled`), so large photos fit in memory
+            (``attnzoo predict --ckpt_path ... --model.tile 512``).
         compile: run the training steps' forward and backward through :func:`torch.compile` (on 2 CPU
             cores with bf16-mixed a step of the zoo's recipe takes 0.8x the time, after a first step that
             compiles). Validation, test and prediction run the network as it is, since their images
@@ -184,11 +183,7 @@ class ImageRestorer(TaskModule):
                 raise ValueError(f"{owner}: {flag} must be true or false, got {value!r}")
         if network_kwargs is not None and not isinstance(network_kwargs, Mapping):
             raise ValueError(f"{owner}: network_kwargs must be a dict, got {type(network_kwargs).__name__}")
-        # tile and self_ensemble say how to evaluate, not what was trained: left out of the checkpoint's
-        # hyperparameters, since LightningCLI lays a checkpoint's over the command line's (`test --ckpt_path ...
-        # --model.self_ensemble true` would otherwise get the training run's false back).
-        self.save_hyperparameters(ignore=["optimizer", "scheduler", "tile", "self_ensemble"])
-        self.tile, self.self_ensemble = tile, self_ensemble
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         if pretrained:
             if network_kwargs:
                 raise ValueError(f"{owner}: network_kwargs cannot be changed with pretrained=True (the zoo entry's stand)")
@@ -251,13 +246,13 @@ class ImageRestorer(TaskModule):
     def restore(self, degraded: Tensor) -> Tensor:
         """The network's output in eval mode, tile by tile for images larger than ``tile``, averaged
         over the eight flips and rotations with ``self_ensemble``."""
-        if self.self_ensemble:
+        if self.hparams.self_ensemble:
             return self_ensemble(self._restore_once, degraded)
         return self._restore_once(degraded)
 
     def _restore_once(self, degraded: Tensor) -> Tensor:
-        if max(degraded.shape[-2:]) > self.tile:
-            return restore_tiled(self.model, degraded, tile=self.tile)
+        if max(degraded.shape[-2:]) > self.hparams.tile:
+            return restore_tiled(self.model, degraded, tile=self.hparams.tile)
         return self.model(degraded)
 
     def _score(
