@@ -142,7 +142,8 @@ class ImageRestorer(TaskModule):
             every step.
         tile: images larger than ``tile`` x ``tile`` are restored tile by tile in validation, test and
             prediction (:func:`attnzoo.backbones.restoration.restore_tiled`), so large photos fit in memory
-            (``attnzoo predict --ckpt_path ... --model.tile 512``).
+            (``attnzoo predict --ckpt_path ... --model.tile 512``); like ``self_ensemble``, not saved with
+            the checkpoint's hyperparameters.
         compile: run the training steps' forward and backward through :func:`torch.compile` (on 2 CPU
             cores with bf16-mixed a step of the zoo's recipe takes 0.8x the time, after a first step that
             compiles). Validation, test and prediction run the network as it is, since their images
@@ -183,7 +184,11 @@ class ImageRestorer(TaskModule):
                 raise ValueError(f"{owner}: {flag} must be true or false, got {value!r}")
         if network_kwargs is not None and not isinstance(network_kwargs, Mapping):
             raise ValueError(f"{owner}: network_kwargs must be a dict, got {type(network_kwargs).__name__}")
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        # tile and self_ensemble say how to evaluate, not what was trained: left out of the checkpoint's
+        # hyperparameters, so that a checkpoint loads (and `attnzoo publish` scores it) one pass, untiled up to
+        # the default size, whatever its run validated with.
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "tile", "self_ensemble"])
+        self.tile, self.self_ensemble = tile, self_ensemble
         if pretrained:
             if network_kwargs:
                 raise ValueError(f"{owner}: network_kwargs cannot be changed with pretrained=True (the zoo entry's stand)")
@@ -246,13 +251,13 @@ class ImageRestorer(TaskModule):
     def restore(self, degraded: Tensor) -> Tensor:
         """The network's output in eval mode, tile by tile for images larger than ``tile``, averaged
         over the eight flips and rotations with ``self_ensemble``."""
-        if self.hparams.self_ensemble:
+        if self.self_ensemble:
             return self_ensemble(self._restore_once, degraded)
         return self._restore_once(degraded)
 
     def _restore_once(self, degraded: Tensor) -> Tensor:
-        if max(degraded.shape[-2:]) > self.hparams.tile:
-            return restore_tiled(self.model, degraded, tile=self.hparams.tile)
+        if max(degraded.shape[-2:]) > self.tile:
+            return restore_tiled(self.model, degraded, tile=self.tile)
         return self.model(degraded)
 
     def _score(

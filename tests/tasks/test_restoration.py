@@ -272,6 +272,8 @@ def test_self_ensemble_restores_the_eight_flips_and_rotations_tile_by_tile():
     image = torch.rand(1, 1, 100, 77)
     expected = numpy_self_ensemble(model.model, image[0, 0].double().numpy())
     np.testing.assert_allclose(model.restore(image)[0, 0].double().numpy(), expected, rtol=0, atol=1e-5)
+    # Evaluation options, not saved: a checkpoint loads (and `attnzoo publish` scores it) in one pass.
+    assert not {"tile", "self_ensemble"} & set(model.hparams)
 
 
 def test_restoration_writer_writes_8_bit_pngs_next_to_the_folder(tmp_path):
