@@ -48,14 +48,16 @@ def _size(height: int, width: int) -> tuple[int, int]:
 
 
 def _without_config_files(args: Sequence[str]) -> list[str]:
-    """The command line less its ``--config FILE`` / ``-c FILE`` options."""
+    """The command line less its config files: ``--config FILE``, ``--config=FILE`` (or a prefix of
+    ``--config`` that argparse takes for it, such as ``--conf``), ``-c FILE``, ``-cFILE``, ``-c=FILE``."""
     kept, skip = [], False
     for arg in args:
+        option = arg.split("=", 1)[0]
         if skip:
             skip = False
-        elif arg in ("--config", "-c"):
-            skip = True
-        elif not arg.startswith(("--config=", "-c=")):
+        elif arg == "-c" or (len(option) >= 4 and "--config".startswith(option)):
+            skip = "=" not in arg
+        elif not (arg.startswith("-c") and not arg.startswith("--")):
             kept.append(arg)
     return kept
 
@@ -77,7 +79,7 @@ class AttnzooCLI(LightningCLI):
     ``--trainer.default_root_dir`` is not given), checkpoints beside them.
     With ``--ckpt_path``, the model's arguments come from the checkpoint's
     hyperparameters over the config files', and options given on the command
-    line (``test --ckpt_path X --model.tile 256``) over both.
+    line (``test --ckpt_path X --model.label_smoothing 0``) over both.
     """
 
     def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
@@ -101,14 +103,19 @@ class AttnzooCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         given = self.config
         super()._parse_ckpt_path()
-        if self.config is given:
+        args = getattr(self.parser, "args", None)
+        if self.config is given or not isinstance(args, list):
             return
         # Lightning lays the checkpoint's hyperparameters over everything given, the command line's flags
-        # included (Lightning-AI/pytorch-lightning#21455, open in 2.6), so `test --ckpt_path X --model.tile 256`
-        # silently got the training run's tile back. They should stand over config files, which may name the
-        # recipe a run started from rather than what it trained with, but not over the flags: those are parsed
-        # again on top.
-        self.config = self.parser.parse_args(_without_config_files(self.parser.args), namespace=self.config)
+        # included (2.6; Lightning-AI/pytorch-lightning#21455, an open pull request, would put config files
+        # over the checkpoint instead), so `test --ckpt_path X --model.label_smoothing 0` silently got the
+        # training run's value back. Here the checkpoint's stand over config files, which may name the recipe a
+        # run started from rather than what it trained with, and the flags are parsed again on top. Only the
+        # model's part of that second parse is kept: the rest was not touched, and a second `+=` would append
+        # twice.
+        model = f"{self.config.subcommand}.model"
+        again = self.parser.parse_args(_without_config_files(args), namespace=self.config)
+        self.config[model] = again[model]
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self._get(self.config_init, "trainer", default={})

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import LearningRateMonitor
 from PIL import Image
 
 import attnzoo
-from attnzoo.cli import AttnzooCLI, main
+from attnzoo.cli import AttnzooCLI, _without_config_files, main
 from attnzoo.data import DigitsData
 from attnzoo.tasks import ImageClassifier
 
@@ -115,11 +116,24 @@ def test_resume_continues_at_the_saved_step(tmp_path):
 def test_ckpt_hyperparameters_stand_over_config_files_and_under_flags(tmp_path):
     fit(tmp_path, "--trainer.max_epochs", "1", "--model.label_smoothing", "0.2")  # the recipe says 0.1
     last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    common = ["validate", "--config", str(RECIPE), "--ckpt_path", str(last), "--trainer.logger", "false", *SHORT]
+    common = ["validate", "--config", str(RECIPE), "--ckpt_path", str(last), "--trainer.logger", "false",
+              "--trainer.default_root_dir", str(tmp_path / "validate"), *SHORT]
     assert AttnzooCLI(args=common).model.hparams.label_smoothing == 0.2
-    flagged = AttnzooCLI(args=[*common, "--model.label_smoothing", "0.05"])
+    flagged = AttnzooCLI(args=[*common, "--model.label_smoothing", "0.05",
+                               "--trainer.callbacks+=LearningRateMonitor"])
     assert flagged.model.hparams.label_smoothing == 0.05
     assert flagged.model.hparams.num_classes == 10 and flagged.trainer.limit_val_batches == 1
+    assert sum(isinstance(c, LearningRateMonitor) for c in flagged.trainer.callbacks) == 1  # a flag is applied once
+    # The checkpoint's stands over a config file however it is spelled.
+    respelled = AttnzooCLI(args=["validate", f"-c={RECIPE}", *common[3:]])
+    assert respelled.model.hparams.label_smoothing == 0.2
+
+
+@pytest.mark.parametrize("config", [["--config", "a.yaml"], ["--config=a.yaml"], ["--conf", "a.yaml"], ["-c", "a.yaml"],
+                                    ["-ca.yaml"], ["-c=a.yaml"]])
+def test_without_config_files_keeps_every_other_argument(config):
+    args = ["test", *config, "--ckpt_path", "c.ckpt", "--model.tile", "256"]
+    assert _without_config_files(args) == ["test", "--ckpt_path", "c.ckpt", "--model.tile", "256"]
 
 
 def test_publish_a_checkpoint_with_its_test_metrics_and_recipe(tmp_path, capsys):

@@ -185,7 +185,7 @@ class ImageRestorer(TaskModule):
         if network_kwargs is not None and not isinstance(network_kwargs, Mapping):
             raise ValueError(f"{owner}: network_kwargs must be a dict, got {type(network_kwargs).__name__}")
         # tile and self_ensemble say how to evaluate, not what was trained: left out of the checkpoint's
-        # hyperparameters, so that a checkpoint loads (and `attnzoo publish` scores it) one pass, untiled up to
+        # hyperparameters, so that a checkpoint loads (and `attnzoo publish` scores it) in one pass, untiled up to
         # the default size, whatever its run validated with.
         self.save_hyperparameters(ignore=["optimizer", "scheduler", "tile", "self_ensemble"])
         self.tile, self.self_ensemble = tile, self_ensemble
