@@ -111,8 +111,8 @@ class AttnzooCLI(LightningCLI):
         # over the checkpoint instead), so `test --ckpt_path X --model.label_smoothing 0` silently got the
         # training run's value back. Here the checkpoint's stand over config files, which may name the recipe a
         # run started from rather than what it trained with, and the flags are parsed again on top. Only the
-        # model's part of that second parse is kept: the rest was not touched, and a second `+=` would append
-        # twice.
+        # model's part of that second parse is kept, as the checkpoint touched nothing else (a `+=` flag there
+        # would be applied twice).
         model = f"{self.config.subcommand}.model"
         again = self.parser.parse_args(_without_config_files(args), namespace=self.config)
         self.config[model] = again[model]
