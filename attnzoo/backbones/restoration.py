@@ -144,10 +144,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnzoo._checks import check_int
-from attnzoo.attention import attention_info, create_attention, list_attentions
+from attnzoo.attention import attention_info, create_attention
 
 from .checkpoint import load_checkpoint
-from .spec import BACKBONE_PLACEMENTS, _closest, backbone_attentions
+from .spec import _closest, backbone_attentions, check_attention_fields
 
 __all__ = [
     "RESTORATION_BODIES",
@@ -214,32 +214,10 @@ class RestorationSpec:
                     f"{self.body}-{self.attention}: dncnn and canet are fixed networks that take no attention; "
                     f"use rir-{self.attention} for a residual body with it"
                 )
-            fitting = ", ".join(backbone_attentions())
-            if self.attention not in list_attentions():
-                raise ValueError(
-                    f"unknown attention {self.attention!r}.{_closest(str(self.attention), backbone_attentions())} "
-                    f"rir takes: {fitting}."
-                )
-            placement = attention_info(self.attention).placement
-            if placement not in BACKBONE_PLACEMENTS:
-                raise ValueError(
-                    f"attention {self.attention!r} has placement {placement!r}: it aggregates a set, and has no "
-                    f"place in a restoration body. rir takes: {fitting}."
-                )
-        if self.stages is not None:
-            stages = tuple(self.stages)
-            if self.attention is None or attention_info(self.attention).placement not in ("stage", "block", "conv"):
-                raise ValueError(
-                    f"stages={stages!r} applies only to rir with a stage, block or conv attention, "
-                    f"not to {self.name!r}"
-                )
-            if not stages or any(isinstance(s, bool) or not isinstance(s, int) for s in stages):
-                raise ValueError(f"stages must be a non-empty sequence of group numbers, got {self.stages!r}")
-            object.__setattr__(self, "stages", stages)
-        if not isinstance(self.attention_kwargs, Mapping):
-            raise ValueError(f"attention_kwargs must be a mapping, got {type(self.attention_kwargs).__name__}")
-        if self.attention_kwargs and self.attention is None:
-            raise ValueError(f"attention_kwargs given without an attention, for {self.body!r}")
+        stages = check_attention_fields(
+            self.name, self.attention, self.stages, self.attention_kwargs, owner="rir", unit="group"
+        )
+        object.__setattr__(self, "stages", stages)
 
     @property
     def name(self) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from attnzoo.attention import attention_info, list_attentions
 
-__all__ = ["ARCHITECTURES", "BACKBONE_PLACEMENTS", "BackboneSpec", "parse_model_name"]
+__all__ = ["ARCHITECTURES", "BACKBONE_PLACEMENTS", "BackboneSpec", "check_attention_fields", "parse_model_name"]
 
 # ImageNet-style ResNets (4 stages, 224 x 224; resnet18n is ResNet-18 with stages of 16/32/64/128
 # channels, small enough for the bundled detection data) and CIFAR-style ResNets (3 stages of 16/32/64
@@ -75,31 +75,10 @@ class BackboneSpec:
                 f"unknown architecture {self.arch!r}.{_closest(self.arch, ARCHITECTURES)} "
                 f"Known: {', '.join(ARCHITECTURES)}."
             )
-        if self.attention is not None:
-            if self.attention not in list_attentions():
-                raise ValueError(
-                    f"unknown attention {self.attention!r}.{_closest(self.attention, list_attentions())} "
-                    f"Known: {', '.join(backbone_attentions())}."
-                )
-            placement = attention_info(self.attention).placement
-            if placement not in BACKBONE_PLACEMENTS:
-                raise ValueError(
-                    f"attention {self.attention!r} has placement {placement!r}: it aggregates a set and belongs "
-                    f"to a task, not a backbone. Backbone attentions: {', '.join(backbone_attentions())}."
-                )
-        if self.stages is not None:
-            stages = tuple(self.stages)
-            if self.attention is None or attention_info(self.attention).placement not in ("stage", "block", "conv"):
-                raise ValueError(
-                    f"stages={stages!r} applies only to stage, block and conv attentions, not {self.attention!r}"
-                )
-            if not stages or any(isinstance(s, bool) or not isinstance(s, int) for s in stages):
-                raise ValueError(f"stages must be a non-empty sequence of stage numbers, got {self.stages!r}")
-            object.__setattr__(self, "stages", stages)
-        if not isinstance(self.attention_kwargs, Mapping):
-            raise ValueError(f"attention_kwargs must be a mapping, got {type(self.attention_kwargs).__name__}")
-        if self.attention_kwargs and self.attention is None:
-            raise ValueError("attention_kwargs given without an attention")
+        stages = check_attention_fields(
+            self.name, self.attention, self.stages, self.attention_kwargs, owner="a backbone", unit="stage"
+        )
+        object.__setattr__(self, "stages", stages)
 
     @property
     def name(self) -> str:
@@ -127,6 +106,49 @@ class BackboneSpec:
 def backbone_attentions() -> list[str]:
     """Registered mechanisms that go into a backbone."""
     return [n for n in list_attentions() if attention_info(n).placement in BACKBONE_PLACEMENTS]
+
+
+def check_attention_fields(
+    network: str,
+    attention: str | None,
+    stages: Any,
+    attention_kwargs: Any,
+    *,
+    owner: str,
+    unit: str,
+) -> tuple[int, ...] | None:
+    """The checks of the attention fields that BackboneSpec and RestorationSpec share; ``stages`` as a tuple.
+
+    ``network`` names the spec in messages (``resnet50``, ``rir-se``), ``owner`` what takes the mechanism
+    (``a backbone``, ``rir``), ``unit`` what a stage number counts (``stage``, ``group``).
+    """
+    fitting = ", ".join(backbone_attentions())
+    if attention is not None:
+        if attention not in list_attentions():
+            raise ValueError(
+                f"unknown attention {attention!r}.{_closest(str(attention), backbone_attentions())} "
+                f"{owner} takes: {fitting}."
+            )
+        placement = attention_info(attention).placement
+        if placement not in BACKBONE_PLACEMENTS:
+            raise ValueError(
+                f"attention {attention!r} has placement {placement!r}: it aggregates a set and belongs to a "
+                f"task; {owner} takes: {fitting}."
+            )
+    if stages is not None:
+        given = stages
+        stages = tuple(stages)
+        if attention is None or attention_info(attention).placement not in ("stage", "block", "conv"):
+            raise ValueError(
+                f"stages={stages!r} applies only to {owner} with a stage, block or conv attention, not to {network!r}"
+            )
+        if not stages or any(isinstance(s, bool) or not isinstance(s, int) for s in stages):
+            raise ValueError(f"stages must be a non-empty sequence of {unit} numbers, got {given!r}")
+    if not isinstance(attention_kwargs, Mapping):
+        raise ValueError(f"attention_kwargs must be a mapping, got {type(attention_kwargs).__name__}")
+    if attention_kwargs and attention is None:
+        raise ValueError(f"attention_kwargs given without an attention, for {network!r}")
+    return stages
 
 
 def parse_model_name(name: str) -> tuple[BackboneSpec, str | None]:

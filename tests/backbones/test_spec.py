@@ -34,11 +34,15 @@ def test_spec_from_dict_and_validation():
         BackboneSpec.from_any({"attention": "se"})
     with pytest.raises(ValueError, match="needs 'arch'.*got keys"):
         BackboneSpec.from_any({"arch": "resnet20", "atention": "se"})
-    with pytest.raises(ValueError, match="only to stage, block and conv attentions, not 'highway'"):
+    with pytest.raises(ValueError, match="only to a backbone with a stage, block or conv attention, not to 'resnet20-highway'"):
         BackboneSpec("resnet20", "highway", stages=(1,))
     assert BackboneSpec("resnet20", "condconv", stages=[2, 3]).stages == (2, 3)
-    with pytest.raises(ValueError, match="without an attention"):
+    with pytest.raises(ValueError, match="without an attention, for 'resnet20'"):
         BackboneSpec("resnet20", attention_kwargs={"rd_ratio": 0.5})
+    with pytest.raises(ValueError, match="stage numbers, got \\(\\)"):
+        BackboneSpec("resnet20", "nl", stages=())
+    with pytest.raises(ValueError, match="has placement 'pool'.*belongs to a task; a backbone takes: ann"):
+        BackboneSpec("resnet20", "soft")
     with pytest.raises(ValueError, match="expected a model name"):
         BackboneSpec.from_any(42)
 
