@@ -122,8 +122,8 @@ def check_attention_fields(
     ``network`` names the spec in messages (``resnet50``, ``rir-se``), ``owner`` what takes the mechanism
     (``a backbone``, ``rir``), ``unit`` what a stage number counts (``stage``, ``group``).
     """
-    fitting = ", ".join(backbone_attentions())
     if attention is not None:
+        fitting = ", ".join(backbone_attentions())
         if attention not in list_attentions():
             raise ValueError(
                 f"unknown attention {attention!r}.{_closest(str(attention), backbone_attentions())} "
