@@ -32,7 +32,7 @@ def render() -> str:
         size = (entry.folder / entry.filename).stat().st_size / 1e6
         figures = " | ".join(f"{entry.metrics[f'shapes_test_{m}']:.3f}" for m in METRICS)
         # The card says how long the run took and on what (attnzoo publish writes it from the checkpoint).
-        trained = re.search(r"^Trained for .* in (.*)\.$", (entry.folder / "README.md").read_text(), re.MULTILINE)
+        trained = re.search(r"^Trained for .*? steps\) in ([^:]*)", (entry.folder / "README.md").read_text(), re.MULTILINE)
         rows.append(
             f"| `{entry.name}` | {f'`{attention}`' if attention else 'none'} | {size:.2f} | {figures} | "
             f"{trained.group(1) if trained else ''} |"

@@ -139,7 +139,10 @@ def render_card(
     if recipe or training:
         lines += ["", "## Recipe"]
     if training:
-        lines += ["", f"Trained for {training}"]
+        # A recipe run in stages (its header lists them) resumes from the previous stage's weights:
+        # the checkpoint knows only its own run.
+        lines += ["", f"Trained for {training}: the run that wrote these weights"
+                      " (its last stage, where the recipe has several)."]
     if recipe:
         lines += ["", "```yaml", recipe.strip(), "```"]
     # A re-ID network's temporal mechanism (sta, soft, hard) has its paper too; avg and max are baselines.

@@ -38,7 +38,7 @@ def _training(checkpoint: dict[str, Any]) -> str | None:
         return None
     return (
         f"{checkpoint['epoch'] + 1} epochs ({checkpoint['global_step']} steps) in "
-        f"{checkpoint['fit_seconds'] / 60:.1f} min of training and validation, on {checkpoint['hardware']}."
+        f"{checkpoint['fit_seconds'] / 60:.1f} min of training and validation, on {checkpoint['hardware']}"
     )
 
 
