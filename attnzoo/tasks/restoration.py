@@ -19,8 +19,9 @@ metrics, following KAIR / BasicSR:
   the image), which is what ``skimage.metrics.structural_similarity(...,
   gaussian_weights=True, use_sample_covariance=False)`` and the MATLAB code
   report; grey images as they are, colour ones on their Y channel (BT.601, as
-  the restoration papers score them). Computed in float32 under mixed
-  precision, on the network's clamped output. ``attnzoo fit`` keeps the best
+  the restoration papers score them). PSNR in float32 under mixed precision,
+  SSIM's Gaussian filter in float64 on every device, on the network's clamped
+  output. ``attnzoo fit`` keeps the best
   ``val/psnr``; ``attnzoo test`` logs ``test/psnr``, ``test/ssim`` and each
   image's (``test/psnr/<name>``) where the data names its test images, and the
   same for the degraded input clipped to [0, 1] (``test/input_psnr``,
@@ -91,18 +92,20 @@ def ssim(restored: Tensor, clean: Tensor) -> Tensor:
     torchmetrics pads the image by reflection and averages the SSIM map over every pixel; skimage and
     the MATLAB reference average it over the valid region only. The map torchmetrics returns is cropped
     to that region here (its values there do not depend on the padding)."""
-    restored, clean = _scored(restored), _scored(clean)
     r = _SSIM_RADIUS
     if min(clean.shape[-2:]) <= 2 * r:
         raise ValueError(f"SSIM needs images larger than {2 * r + 1} x {2 * r + 1}, got {tuple(clean.shape[-2:])}")
-    # Lightning's mixed precision validates and tests under autocast, which would run the Gaussian
-    # filter (a convolution) in bf16 / fp16: too coarse for the variance terms (an SSIM of 0.85 reads 0.25).
-    with torch.autocast(restored.device.type, enabled=False):
+    # The variance terms, E[x^2] - E[x]^2 after the Gaussian filter (a convolution), cancel: the filter
+    # runs in float64, as skimage's does. In float32 on a GPU, cuDNN runs it in TF32 by default (a
+    # 10-bit mantissa; an H100 read 0.857 for 0.908); under Lightning's mixed precision autocast would
+    # run it in bf16 / fp16 (0.85 read 0.25). MPS has no float64: there it runs on the CPU.
+    device = torch.device("cpu") if restored.device.type == "mps" else restored.device
+    with torch.autocast(device.type, enabled=False):
         _, full = structural_similarity_index_measure(
-            restored, clean, gaussian_kernel=True, sigma=_SSIM_SIGMA, data_range=1.0, reduction="none",
-            return_full_image=True,
+            _scored(restored).to(device, torch.float64), _scored(clean).to(device, torch.float64),
+            gaussian_kernel=True, sigma=_SSIM_SIGMA, data_range=1.0, reduction="none", return_full_image=True,
         )  # fmt: skip
-    return full[..., r:-r, r:-r].flatten(1).mean(dim=1)
+    return full[..., r:-r, r:-r].flatten(1).mean(dim=1).to(restored.device, torch.float32)
 
 
 _DEFAULT_DEGRADATION = {"kind": "gaussian", "sigma": 25}

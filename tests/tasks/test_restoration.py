@@ -102,6 +102,18 @@ def test_metrics_are_float32_under_autocast(dtype):
     torch.testing.assert_close(scores[1], torch.tensor([expected[1]], dtype=torch.float32), rtol=0, atol=1e-4)
 
 
+def test_ssim_filters_in_float64_where_float32_variances_cancel():
+    # Low contrast on a bright level: E[x^2] - E[x]^2 loses digits in float32 (2e-5 of SSIM off here;
+    # 0.05 off where a GPU filters in TF32), not in skimage's float64.
+    generator = torch.Generator().manual_seed(0)
+    clean = 0.9 + 0.001 * torch.randn(2, 1, 64, 64, generator=generator)
+    restored = clean + 0.001 * torch.randn(clean.shape, generator=generator)
+    expected = [skimage_scores(x[0].double().numpy(), c[0].double().numpy())[1] for x, c in zip(restored, clean)]
+    scores = ssim(restored, clean)
+    assert scores.dtype == torch.float32
+    torch.testing.assert_close(scores, torch.tensor(expected, dtype=torch.float32), rtol=0, atol=1e-7)
+
+
 def test_ssim_refuses_images_smaller_than_its_window():
     with pytest.raises(ValueError, match="SSIM needs images larger than 11 x 11"):
         ssim(torch.rand(1, 1, 10, 30), torch.rand(1, 1, 10, 30))
